@@ -1,0 +1,240 @@
+"""CPU backend: numba kernels for the sum renderer, forward and backward.
+
+Why numba: it compiles parallel loops at first use in a few seconds, caches them on disk,
+needs no C++ toolchain on the user's machine and no build step at install time, and its
+kernels read and write the torch tensors' memory directly through numpy views.
+
+Work is split so no two threads write the same memory and nothing of size
+(pixels x Gaussians) exists:
+
+    forward:   Gaussians --bin by row strip--> strip lists --prange over (image, strip)-->
+               each strip sums its Gaussians' ellipses, row span by row span, into its own rows
+    backward:  prange over (image, Gaussian): each Gaussian walks its own ellipse, reading
+               grad_image, and writes its 8 partial sums (colour 3, centre 2, conic 3)
+
+Each row of an ellipse is visited only between the roots of s(dx) = CUTOFF (widened by a
+sliver, the s <= CUTOFF test decides), so the work is close to the ellipse's area.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import BackendUnavailable
+from .projection import CUTOFF
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is a dependency; this keeps the error readable
+    numba = None
+
+STRIP = 8
+"""Rows per strip of the forward pass; small strips balance threads, large ones cut re-binning."""
+
+_MARGIN = 0.05
+"""Pixels by which row and column ranges reach past the exact ellipse, so float32 rounding of s
+near the cut-off can never drop a pixel the s <= CUTOFF test would keep."""
+
+_U0 = CUTOFF / 32.0
+_EXP_U0 = math.exp(-_U0)
+
+
+def check(device: torch.device) -> None:
+    """Raises BackendUnavailable unless numba is importable and `device` is the CPU."""
+    if numba is None:
+        raise BackendUnavailable("render backend 'cpu' needs the numba package: pip install numba")
+    if device.type != "cpu":
+        raise BackendUnavailable(f"render backend 'cpu' renders CPU tensors, got a tensor on {device}")
+
+
+if numba is not None:
+    _jit = numba.njit(cache=True, nogil=True)
+    # Reassociation lets LLVM vectorise the per-row loops; no-NaN/no-inf flags stay off
+    # because the cut-off test must see every comparison as written.
+    _FAST = {"reassoc", "contract", "nsz", "arcp"}
+    _pjit = numba.njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
+    _vjit = numba.njit(cache=True, nogil=True, fastmath=_FAST)
+
+    @_jit
+    def _row_range(cy, ey, height):
+        """Rows whose centres can lie inside the ellipse, clipped: [first, last]."""
+        first = max(int(math.ceil(cy - ey - 0.5 - _MARGIN)), 0)
+        last = min(int(math.floor(cy + ey - 0.5 + _MARGIN)), height - 1)
+        return first, last
+
+    @_jit
+    def _span(cx, dy, a, b, c, width):
+        """Columns [first, last] of row offset dy where s <= CUTOFF may hold (empty: first > last)."""
+        # 0.5 a dx^2 + b dy dx + 0.5 c dy^2 - CUTOFF <= 0  <=>  dx between the roots (float64 here).
+        a, half_b = np.float64(a), np.float64(b) * np.float64(dy)
+        disc = half_b * half_b - a * (np.float64(c) * np.float64(dy) ** 2 - 2.0 * CUTOFF)
+        if disc < 0.0:
+            return 1, 0
+        root = math.sqrt(disc)
+        lo = (-half_b - root) / a
+        hi = (-half_b + root) / a
+        first = max(int(math.ceil(cx + lo - 0.5 - _MARGIN)), 0)
+        last = min(int(math.floor(cx + hi - 0.5 + _MARGIN)), width - 1)
+        return first, last
+
+    @_vjit
+    def _weight(s):
+        """exp(-s) where s <= CUTOFF, else 0; float32, relative error about 1e-6.
+
+        exp(-s) = (exp(-u0) exp(-(u - u0)))^16 with u = s / 16 in [0, CUTOFF / 16] and a
+        degree-5 Taylor polynomial around u0, the middle of that range: plain arithmetic, so the
+        row loops vectorise (a libm call would not).
+        """
+        u = min(max(s, np.float32(0.0)), np.float32(CUTOFF)) * np.float32(1.0 / 16.0) - np.float32(_U0)
+        p = np.float32(-1.0 / 120.0)
+        p = p * u + np.float32(1.0 / 24.0)
+        p = p * u - np.float32(1.0 / 6.0)
+        p = p * u + np.float32(0.5)
+        p = p * u - np.float32(1.0)
+        p = (p * u + np.float32(1.0)) * np.float32(_EXP_U0)
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        return p if s <= np.float32(CUTOFF) else np.float32(0.0)
+
+    @_jit
+    def _bin_strips(centres, extents, height, n_strips):
+        """Lists, per (image, strip), the Gaussians whose row range meets the strip (CSR layout)."""
+        batch, count = centres.shape[0], centres.shape[1]
+        counts = np.zeros(batch * n_strips + 1, np.int64)
+        for bi in range(batch):
+            for n in range(count):
+                if extents[bi, n, 0] < 0.0:
+                    continue
+                first, last = _row_range(centres[bi, n, 1], extents[bi, n, 1], height)
+                if first > last:
+                    continue
+                for k in range(first // STRIP, last // STRIP + 1):
+                    counts[bi * n_strips + k + 1] += 1
+        offsets = np.cumsum(counts)
+        members = np.empty(offsets[-1], np.int32)
+        fill = offsets[:-1].copy()
+        for bi in range(batch):
+            for n in range(count):
+                if extents[bi, n, 0] < 0.0:
+                    continue
+                first, last = _row_range(centres[bi, n, 1], extents[bi, n, 1], height)
+                if first > last:
+                    continue
+                for k in range(first // STRIP, last // STRIP + 1):
+                    key = bi * n_strips + k
+                    members[fill[key]] = n
+                    fill[key] += 1
+        return offsets, members
+
+    @_pjit
+    def _forward(centres, conics, colors, extents, planes):
+        """Sums Gaussians into planes [B, 3, H, W] (zeroed by the caller)."""
+        batch, height, width = planes.shape[0], planes.shape[2], planes.shape[3]
+        n_strips = (height + STRIP - 1) // STRIP
+        offsets, members = _bin_strips(centres, extents, height, n_strips)
+        for key in numba.prange(batch * n_strips):
+            bi, strip = key // n_strips, key % n_strips
+            row0, row1 = strip * STRIP, min(strip * STRIP + STRIP, height)
+            for m in range(offsets[key], offsets[key + 1]):
+                n = members[m]
+                cx, cy = centres[bi, n, 0], centres[bi, n, 1]
+                a, b, c = conics[bi, n, 0], conics[bi, n, 1], conics[bi, n, 2]
+                first, last = _row_range(cy, extents[bi, n, 1], height)
+                for i in range(max(first, row0), min(last + 1, row1)):
+                    dy = np.float32(i + 0.5) - cy
+                    j0, j1 = _span(cx, dy, a, b, c, width)
+                    _accumulate_row(
+                        planes[bi, 0, i], planes[bi, 1, i], planes[bi, 2, i], j0, j1, cx, dy, a, b, c,
+                        colors[bi, n, 0], colors[bi, n, 1], colors[bi, n, 2],
+                    )
+
+    @_vjit
+    def _accumulate_row(red, green, blue, j0, j1, cx, dy, a, b, c, cr, cg, cb):
+        # Slices and an int32 column counter let LLVM prove the indices non-negative and vectorise.
+        red, green, blue = red[j0 : j1 + 1], green[j0 : j1 + 1], blue[j0 : j1 + 1]
+        x0 = np.float32(j0 + 0.5) - cx
+        for k in range(red.shape[0]):
+            dx = x0 + np.float32(np.int32(k))
+            w = _weight(np.float32(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy)
+            red[k] += cr * w
+            green[k] += cg * w
+            blue[k] += cb * w
+
+    @_pjit
+    def _backward(centres, conics, colors, extents, grad_planes, grads):
+        """Per-Gaussian gradients [B, N, 8] = (colour 3, centre 2, conic 3) from grad_planes [B, 3, H, W]."""
+        batch, count = centres.shape[0], centres.shape[1]
+        height, width = grad_planes.shape[2], grad_planes.shape[3]
+        for key in numba.prange(batch * count):
+            bi, n = key // count, key % count
+            if extents[bi, n, 0] < 0.0:
+                continue
+            cx, cy = centres[bi, n, 0], centres[bi, n, 1]
+            a, b, c = conics[bi, n, 0], conics[bi, n, 1], conics[bi, n, 2]
+            out = grads[bi, n]
+            first, last = _row_range(cy, extents[bi, n, 1], height)
+            for i in range(first, last + 1):
+                dy = np.float32(i + 0.5) - cy
+                j0, j1 = _span(cx, dy, a, b, c, width)
+                _gradient_row(
+                    grad_planes[bi, 0, i], grad_planes[bi, 1, i], grad_planes[bi, 2, i], j0, j1, cx, dy, a, b, c,
+                    colors[bi, n, 0], colors[bi, n, 1], colors[bi, n, 2], out,
+                )
+
+    @_vjit
+    def _gradient_row(gred, ggreen, gblue, j0, j1, cx, dy, a, b, c, cr, cg, cb, out):
+        g_r = g_g = g_b = g_x = g_y = g_a = g_b2 = g_c = np.float32(0.0)
+        gred, ggreen, gblue = gred[j0 : j1 + 1], ggreen[j0 : j1 + 1], gblue[j0 : j1 + 1]
+        x0 = np.float32(j0 + 0.5) - cx
+        for k in range(gred.shape[0]):
+            dx = x0 + np.float32(np.int32(k))
+            w = _weight(np.float32(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy)
+            gr, gg, gb = gred[k], ggreen[k], gblue[k]
+            g_r += w * gr
+            g_g += w * gg
+            g_b += w * gb
+            # dL/ds = -w dL/dw; the centre moves against ds/dd since d = p - centre.
+            gs = -w * (gr * cr + gg * cg + gb * cb)
+            g_x -= gs * (a * dx + b * dy)
+            g_y -= gs * (b * dx + c * dy)
+            g_a += gs * np.float32(0.5) * dx * dx
+            g_b2 += gs * dx * dy
+            g_c += gs * np.float32(0.5) * dy * dy
+        out[0] += g_r
+        out[1] += g_g
+        out[2] += g_b
+        out[3] += g_x
+        out[4] += g_y
+        out[5] += g_a
+        out[6] += g_b2
+        out[7] += g_c
+
+
+class _NumbaKernel:
+    """KernelBackend over the numba kernels (see kernel.py for the contract)."""
+
+    def forward(self, centres, conics, colors, extents, height, width) -> Tensor:
+        planes = torch.zeros(centres.shape[0], 3, height, width, dtype=torch.float32)
+        if centres.shape[1]:
+            _forward(*_numpy(centres, conics, colors, extents), planes.numpy())
+        return planes.permute(0, 2, 3, 1).contiguous()
+
+    def backward(self, centres, conics, colors, extents, height, width, grad_image):
+        batch, count = centres.shape[:2]
+        grads = torch.zeros(batch, count, 8, dtype=torch.float32)
+        if count:
+            _backward(*_numpy(centres, conics, colors, extents, grad_image.permute(0, 3, 1, 2)), grads.numpy())
+        return grads[..., 3:5].contiguous(), grads[..., 5:8].contiguous(), grads[..., 0:3].contiguous()
+
+
+def _numpy(*tensors: Tensor) -> list[np.ndarray]:
+    return [t.detach().contiguous().numpy() for t in tensors]
+
+
+KERNEL = _NumbaKernel()
