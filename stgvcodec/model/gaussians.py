@@ -1,0 +1,68 @@
+"""A set of 2D Gaussians: NDC positions, Cholesky factors in pixels, colours; no opacity."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..render import Backend, rasterize
+
+
+class Gaussians(nn.Module):
+    """N Gaussians as trainable parameters.
+
+    Attributes:
+        means: [N, 2] NDC positions (x, y); [-1, 1] spans the frame.
+        cholesky: [N, 3] (l1, l2, l3), L = [[l1, 0], [l2, l3]], Sigma = L L^T in pixels^2.
+        colors: [N, 3] RGB weights of the sum renderer.
+    """
+
+    def __init__(self, means: Tensor, cholesky: Tensor, colors: Tensor):
+        super().__init__()
+        self.means = nn.Parameter(means.detach().clone())
+        self.cholesky = nn.Parameter(cholesky.detach().clone())
+        self.colors = nn.Parameter(colors.detach().clone())
+
+    def __len__(self) -> int:
+        return self.means.shape[0]
+
+    @classmethod
+    def from_image(cls, image: Tensor, count: int, generator: torch.Generator | None = None) -> Gaussians:
+        """Spreads `count` round Gaussians over an image, coloured by the pixels under them.
+
+        Positions are jittered on a grid so the frame is covered evenly; every Gaussian gets
+        the same standard deviation, about the grid spacing, and a colour that makes the sum
+        of overlapping weights reproduce the pixel beneath it. All values are finite for any
+        image of at least one pixel and any count >= 1.
+
+        Args:
+            image: [H, W, 3] float in [0, 1].
+            count: N >= 1.
+            generator: source of the jitter (CPU generator).
+        """
+        height, width = image.shape[:2]
+        cols = max(1, round(math.sqrt(count * width / height)))
+        rows = math.ceil(count / cols)
+        cell = torch.arange(count)
+        jitter = torch.rand(count, 2, generator=generator)
+        x = ((cell % cols).float() + jitter[:, 0]) / cols
+        y = ((cell // cols).float() + jitter[:, 1]) / rows
+        means = torch.stack((x, y), dim=-1) * 2.0 - 1.0
+
+        spacing = math.sqrt(height * width / count)
+        sigma = max(0.8 * spacing, 0.5)
+        cholesky = torch.tensor([sigma, 0.0, sigma]).expand(count, 3)
+
+        # A pixel sees weights summing to about 2 pi sigma^2 N / (H W) (the cut-off drops ~0.4%).
+        coverage = 2.0 * math.pi * sigma * sigma * count / (height * width) * (1.0 - 1.0 / 255.0)
+        px = ((x * width).long()).clamp(0, width - 1)
+        py = ((y * height).long()).clamp(0, height - 1)
+        colors = image[py, px].float().cpu() / max(coverage, 1.0)
+        device = image.device
+        return cls(means.to(device), cholesky.to(device), colors.to(device))
+
+    def render(self, height: int, width: int, backend: Backend = "auto") -> Tensor:
+        """[H, W, 3] image in [0, 1], differentiable in every parameter."""
+        return rasterize(self.means, self.cholesky, self.colors, height, width, backend=backend)

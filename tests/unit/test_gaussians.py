@@ -1,0 +1,28 @@
+"""Gaussians.from_image and fit_image."""
+
+import pytest
+import torch
+
+from stgvcodec.model import Gaussians
+from stgvcodec.train import ImageFitConfig, fit_image
+from tests.clips import moving_pattern
+
+
+@pytest.mark.parametrize("count,height,width", [(1, 1, 1), (1, 40, 30), (7, 3, 50), (500, 20, 20), (3000, 8, 8)])
+def test_init_is_finite_and_covers_the_frame(count, height, width):
+    image = torch.rand(height, width, 3, generator=torch.Generator().manual_seed(0))
+    model = Gaussians.from_image(image, count, torch.Generator().manual_seed(0))
+    assert len(model) == count
+    for tensor in (model.means, model.cholesky, model.colors):
+        assert torch.isfinite(tensor).all()
+    assert model.means.min() >= -1 and model.means.max() <= 1
+    assert torch.isfinite(model.render(height, width)).all()
+
+
+def test_fit_improves_a_real_pattern():
+    image = torch.from_numpy(moving_pattern(1, 24, 32)[0]).float() / 255
+    _, start = fit_image(image, ImageFitConfig(gaussians=200, steps=0), quiet=True)
+    model, fitted = fit_image(image, ImageFitConfig(gaussians=200, steps=150), quiet=True)
+    assert fitted > 27.0 and fitted > start + 5.0
+    _, again = fit_image(image, ImageFitConfig(gaussians=200, steps=150), quiet=True)
+    assert again == fitted  # seeded and deterministic on CPU
