@@ -62,8 +62,10 @@ if numba is not None:
     @_jit
     def _row_range(cy, ey, height):
         """Rows whose centres can lie inside the ellipse, clipped: [first, last]."""
-        first = max(int(math.ceil(cy - ey - 0.5 - _MARGIN)), 0)
-        last = min(int(math.floor(cy + ey - 0.5 + _MARGIN)), height - 1)
+        # Clip in floating point first (np.ceil stays a float; math.ceil would convert an infinite
+        # or huge bound to int64 with undefined result).
+        first = int(max(np.ceil(cy - ey - 0.5 - _MARGIN), 0.0))
+        last = int(min(np.floor(cy + ey - 0.5 + _MARGIN), height - 1.0))
         return first, last
 
     @_jit
@@ -77,8 +79,8 @@ if numba is not None:
         root = math.sqrt(disc)
         lo = (-half_b - root) / a
         hi = (-half_b + root) / a
-        first = max(int(math.ceil(cx + lo - 0.5 - _MARGIN)), 0)
-        last = min(int(math.floor(cx + hi - 0.5 + _MARGIN)), width - 1)
+        first = int(max(np.ceil(cx + lo - 0.5 - _MARGIN), 0.0))
+        last = int(min(np.floor(cx + hi - 0.5 + _MARGIN), width - 1.0))
         return first, last
 
     @_vjit

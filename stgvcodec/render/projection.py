@@ -58,7 +58,8 @@ def project(means: Tensor, cholesky: Tensor, height: int, width: int) -> Project
 
     # The ellipse s <= CUTOFF spans sqrt(2 CUTOFF Sigma_xx) and sqrt(2 CUTOFF Sigma_yy) around its centre.
     sigma_diag = torch.stack((l1 * l1, l2 * l2 + l3 * l3), dim=-1)
-    extents = torch.sqrt(2.0 * CUTOFF * sigma_diag)
+    # Finite even when 2 CUTOFF Sigma overflows: an extent only bounds the ellipse's box.
+    extents = torch.sqrt(2.0 * CUTOFF * sigma_diag).clamp(max=torch.finfo(sigma_diag.dtype).max)
     extents = torch.where(valid.unsqueeze(-1), extents, -1.0)
     return Projected(centres.contiguous(), conics.contiguous(), extents.contiguous())
 

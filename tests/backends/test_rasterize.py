@@ -105,6 +105,14 @@ def test_degenerate_sigma(backend):
     torch.testing.assert_close(image.detach(), alone)
 
 
+def test_huge_and_needle_gaussians(backend):
+    """Extents far beyond the frame (even overflowing float32) and needle-thin ellipses."""
+    means = torch.tensor([[0.0, 0.0], [0.1, -0.1], [0.2, 0.3], [-0.3, 0.2], [0.5, 0.5]])
+    cholesky = torch.tensor([[1e18, 0.0, 1e18], [1e19, 1e19, 1e3], [3e17, -1e18, 2.0], [0.05, 0.0, 0.05], [40.0, 39.9, 0.2]])
+    colors = torch.full((5, 3), 0.1)
+    _compare(backend, means, cholesky, colors, 12, 14)
+
+
 def test_zero_gaussians(backend):
     empty = torch.zeros(0, 2), torch.zeros(0, 3), torch.zeros(0, 3)
     image = _compare(backend, *empty, 5, 7)
