@@ -2,6 +2,7 @@
 
 from .deformation import DeformationField
 from .gaussians import Gaussians
-from .gop import GopModel, frame_times, split_gops
+from ..gop import frame_times, split_gops
+from .gop import GopModel
 
 __all__ = ["DeformationField", "Gaussians", "GopModel", "frame_times", "split_gops"]
