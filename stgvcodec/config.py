@@ -80,11 +80,13 @@ class FitConfig:
 
 PRESETS: dict[str, FitConfig] = {
     "paper": FitConfig(),
-    "medium": FitConfig(init_steps=3_000, deform_steps=15_000, lr_network=1e-3, lr_network_final=1e-4),
-    "fast": FitConfig(init_steps=1_000, deform_steps=4_000, lr_network=2e-3, lr_network_final=2e-4),
+    "medium": FitConfig(init_steps=3_000, deform_steps=20_000),
+    "fast": FitConfig(init_steps=1_000, deform_steps=10_000),
 }
-"""Named fits. `paper` is the paper's schedule. `medium` and `fast` cut the steps and so raise the
-network learning rate, which at 1.6e-4 barely moves the encodings in a few thousand steps."""
+"""Named fits, all with the paper's learning rates and density. `paper` is the paper's schedule;
+`fast` takes about two minutes per 10-frame GoP at 320x160 on two CPU cores. On Bunny GoP 1 at
+320x160 with 1K + 8K steps, network learning rates of 1.6e-4, 1e-3 and 5e-3 gave 28.40, 28.39
+and 28.06 dB, so the shorter presets keep the paper's."""
 
 
 def preset(name: str, **overrides) -> FitConfig:
