@@ -34,3 +34,16 @@ def write_clip(path: Path, video: np.ndarray, fps: int = 25) -> Path:
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+def write_raw_yuv(path: Path, video: np.ndarray, pix_fmt: str = "yuv420p") -> Path:
+    """Writes [T, H, W, 3] uint8 as headerless planar frames (swscale's default BT.601 matrix)."""
+    sample_bytes = -(-av.VideoFormat(pix_fmt).components[0].bits // 8)
+    with open(path, "wb") as file:
+        for rgb in video:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            for plane in frame.planes:
+                # Rows in memory are padded to line_size; the file holds only the visible bytes.
+                rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+                file.write(rows[:, : plane.width * sample_bytes].tobytes())
+    return path

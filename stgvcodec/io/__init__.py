@@ -1,5 +1,19 @@
-"""Video and image I/O over PyAV."""
+"""Video and image I/O over PyAV: VideoReader and VideoWriter, RGB frames [H, W, 3] uint8."""
 
-from .video import VideoInfo, crop_and_scale, probe, read_frames, write_png
+from .reader import VideoReader, probe, raw_frame_bytes, read_frames
+from .video import VideoError, VideoInfo, crop_and_scale, encode_png, write_png
+from .writer import SUPPORTED_OUTPUTS, VideoWriter
 
-__all__ = ["VideoInfo", "crop_and_scale", "probe", "read_frames", "write_png"]
+__all__ = [
+    "SUPPORTED_OUTPUTS",
+    "VideoError",
+    "VideoInfo",
+    "VideoReader",
+    "VideoWriter",
+    "crop_and_scale",
+    "encode_png",
+    "probe",
+    "raw_frame_bytes",
+    "read_frames",
+    "write_png",
+]
