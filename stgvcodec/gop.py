@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 
 def split_gops(frame_count: int, gop_size: int = 10) -> list[tuple[int, int]]:
     """Splits a video into GoPs: (first frame, frame count) each.
@@ -17,7 +19,7 @@ def split_gops(frame_count: int, gop_size: int = 10) -> list[tuple[int, int]]:
         sizes[-1] += remainder
     elif remainder:
         sizes.append(remainder)
-    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    starts = itertools.accumulate(sizes[:-1], initial=0)
     return list(zip(starts, sizes))
 
 
