@@ -1,0 +1,187 @@
+"""Coded symbol streams: int32 arrays <-> self-describing bytes (bitstream_spec.md, "Coded symbol stream").
+
+    symbols --+--> histogram over [min, max] --> Categorical(counts) --> ANS words --+--> smaller
+              +--> (symbol - min) in the fewest bits -------------------------------+    stream
+
+Both codings are built for every array and the shorter one is kept (raw on a tie, as it is
+faster to decode). The ANS model is built only from the integer counts in the stream, so the
+decoder rebuilds exactly the encoder's model on any machine.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import constriction
+import numpy as np
+
+from stgvcodec.bitstream.errors import BitstreamError
+from stgvcodec.entropy.bits import MAX_FIXED_WIDTH, fixed_width_bytes, pack_fixed, unpack_fixed
+from stgvcodec.entropy.histogram import decode_histogram, encode_histogram
+from stgvcodec.entropy.varint import read_uvarint, unzigzag, write_uvarint, zigzag
+
+MAX_ALPHABET = 1 << 16
+"""Largest histogram (max - min + 1) an ANS stream may declare. It covers every 8- and 16-bit
+quantity, and bounds the per-bin histogram parse (a Python loop, about 0.1 s at this size) and
+the model a decoder builds; wider spans are coded raw. constriction's 24-bit models would allow
+up to 2**24 - 2 symbols."""
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+class SymbolCoding(IntEnum):
+    """Mode byte: the first byte of every coded symbol stream."""
+
+    RAW = 0
+    """Fixed-width bit packing of symbol - min."""
+    ANS = 1
+    """Histogram plus constriction ANS words."""
+
+
+def _as_int32(symbols: np.ndarray) -> np.ndarray:
+    """Flattens to int32, refusing values that int32 cannot hold (a silent wrap would corrupt data)."""
+    array = np.asarray(symbols).ravel()
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"symbols must be integers, got {array.dtype}")
+    if array.size and (array.min() < INT32_MIN or array.max() > INT32_MAX):
+        raise ValueError(f"symbols outside int32: [{array.min()}, {array.max()}]")
+    return array.astype(np.int32)
+
+
+def _categorical(counts: np.ndarray) -> constriction.stream.model.Categorical:
+    """The ANS model: exact integer counts as float64, quantized by constriction (perfect=False)."""
+    return constriction.stream.model.Categorical(counts.astype(np.float64), perfect=False)
+
+
+def _encode_raw(symbols: np.ndarray, low: int, high: int) -> bytes:
+    """RAW stream of a non-empty int32 array with the given min and max."""
+    width = (high - low).bit_length()
+    offsets = symbols.astype(np.int64) - low
+    head = bytes([SymbolCoding.RAW]) + write_uvarint(len(symbols)) + write_uvarint(zigzag(low))
+    return head + bytes([width]) + pack_fixed(offsets, width)
+
+
+def _encode_ans(symbols: np.ndarray, low: int, high: int) -> bytes:
+    """ANS stream of an int32 array with at least two distinct values and a span <= MAX_ALPHABET."""
+    size = high - low + 1
+    indices = (symbols.astype(np.int64) - low).astype(np.int32)
+    counts = np.bincount(indices, minlength=size).astype(np.int64)
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(indices, _categorical(counts))
+    words = coder.get_compressed().astype("<u4")
+    histogram = encode_histogram(counts)
+    head = bytes([SymbolCoding.ANS]) + write_uvarint(len(symbols)) + write_uvarint(zigzag(low))
+    head += write_uvarint(size - 2) + write_uvarint(len(histogram)) + histogram
+    return head + write_uvarint(len(words)) + words.tobytes()
+
+
+def encode_symbols(symbols: np.ndarray) -> bytes:
+    """Codes an integer array as a self-describing stream (mode byte first).
+
+    Args:
+        symbols: Any integer array with values in int32; it is flattened in C order.
+
+    Returns:
+        The shorter of the RAW and ANS streams (RAW on a tie).
+
+    Raises:
+        TypeError: If `symbols` is not an integer array.
+        ValueError: If a value does not fit in int32.
+    """
+    array = _as_int32(symbols)
+    if array.size == 0:
+        return bytes([SymbolCoding.RAW]) + write_uvarint(0)
+    low, high = int(array.min()), int(array.max())
+    raw = _encode_raw(array, low, high)
+    if high == low or high - low + 1 > MAX_ALPHABET:
+        return raw
+    ans = _encode_ans(array, low, high)
+    return ans if len(ans) < len(raw) else raw
+
+
+def _need(data: memoryview, offset: int, size: int, what: str) -> None:
+    """Checks that `size` bytes from `offset` lie inside the buffer, before anything is allocated."""
+    if size > len(data) - offset:
+        raise BitstreamError(f"{what}: needs {size} bytes at byte {offset}, buffer has {len(data) - offset}")
+
+
+def _read_min(data: memoryview, offset: int) -> tuple[int, int]:
+    """Reads the zigzag varint min symbol, checked to lie in int32."""
+    code, end = read_uvarint(data, offset, "min symbol")
+    low = unzigzag(code)
+    if not INT32_MIN <= low <= INT32_MAX:
+        raise BitstreamError(f"min symbol {low} outside int32 at byte {offset}")
+    return low, end
+
+
+def _decode_raw(data: memoryview, offset: int, count: int) -> tuple[np.ndarray, int]:
+    """Reads the RAW body after the count; returns symbols and the end offset."""
+    if count == 0:
+        return np.zeros(0, dtype=np.int32), offset
+    low, offset = _read_min(data, offset)
+    _need(data, offset, 1, "raw width")
+    width = data[offset]
+    if width > MAX_FIXED_WIDTH:
+        raise BitstreamError(f"raw width {width} > {MAX_FIXED_WIDTH} at byte {offset}")
+    offset += 1
+    size = fixed_width_bytes(count, width)
+    _need(data, offset, size, f"raw symbols ({count} x {width} bits)")
+    values = unpack_fixed(data, offset, count, width) + low
+    if values.size and values.max() > INT32_MAX:
+        raise BitstreamError(f"raw symbols exceed int32 at byte {offset}")
+    return values.astype(np.int32), offset + size
+
+
+def _decode_ans(data: memoryview, offset: int, count: int) -> tuple[np.ndarray, int]:
+    """Reads the ANS body after the count; returns symbols and the end offset."""
+    low, offset = _read_min(data, offset)
+    start = offset
+    size_code, offset = read_uvarint(data, offset, "alphabet size")
+    size = size_code + 2
+    if size > MAX_ALPHABET or low + size - 1 > INT32_MAX:
+        raise BitstreamError(f"alphabet of {size} symbols from {low} exceeds the limit at byte {start}")
+    histogram_bytes, offset = read_uvarint(data, offset, "histogram length")
+    _need(data, offset, histogram_bytes, "histogram")
+    counts = decode_histogram(data, offset, offset + histogram_bytes, size, count)
+    offset += histogram_bytes
+    word_count, words_at = read_uvarint(data, offset, "ANS word count")
+    _need(data, words_at, 4 * word_count, "ANS words")
+    words = np.frombuffer(data, dtype="<u4", count=word_count, offset=words_at).astype(np.uint32)
+    if word_count and words[-1] == 0:
+        raise BitstreamError(f"ANS words end in a zero word at byte {words_at + 4 * word_count - 4}")
+    coder = constriction.stream.stack.AnsCoder(words)
+    indices = coder.decode(_categorical(counts), count)
+    # constriction decodes any words without complaint; leftover words or a histogram that does
+    # not match the decoded symbols are how a corrupt stream shows itself here.
+    if coder.num_words() or not np.array_equal(np.bincount(indices, minlength=size), counts):
+        raise BitstreamError(f"ANS words at byte {words_at} do not decode to the stored histogram")
+    return (indices.astype(np.int64) + low).astype(np.int32), words_at + 4 * word_count
+
+
+def decode_symbols(data: bytes | bytearray | memoryview, offset: int = 0, *, max_count: int) -> tuple[np.ndarray, int]:
+    """Decodes one stream written by encode_symbols().
+
+    Args:
+        data: Buffer holding the stream (and possibly more after it).
+        offset: Byte offset of the stream's mode byte.
+        max_count: Most symbols the caller accepts; larger declared counts are rejected
+            before anything is allocated.
+
+    Returns:
+        [count] int32 symbols and the offset just after the stream.
+
+    Raises:
+        BitstreamError: If the stream is malformed, truncated or exceeds a limit; the message
+            names the field and the byte offset.
+    """
+    view = memoryview(data).cast("B")
+    _need(view, offset, 1, "mode byte")
+    mode = view[offset]
+    if mode not in SymbolCoding._value2member_map_:
+        raise BitstreamError(f"unknown symbol coding mode {mode} at byte {offset}")
+    count, body = read_uvarint(view, offset + 1, "symbol count")
+    if count > max_count:
+        raise BitstreamError(f"symbol count {count} exceeds the limit {max_count} at byte {offset + 1}")
+    if mode == SymbolCoding.RAW:
+        return _decode_raw(view, body, count)
+    return _decode_ans(view, body, count)
