@@ -1,0 +1,362 @@
+"""The .stgv container: layout against the spec, round trips, a golden file, and damaged files."""
+
+import hashlib
+import os
+import struct
+import subprocess
+import sys
+import tracemalloc
+import zlib
+
+import pytest
+
+from stgvcodec.bitstream import (
+    MAX_CONFIG_BYTES,
+    BitstreamError,
+    FileHeader,
+    StgvReader,
+    pack_streams,
+    unpack_streams,
+    write_stgv,
+)
+from stgvcodec.bitstream.records import gop_frame_counts
+from stgvcodec.gop import split_gops
+
+HEADER = FileHeader(width=32, height=16, fps_num=30000, fps_den=1001, frame_count=12, gop_size=6, config=b"cfg")
+CHUNKS = [b"first GoP payload", bytes(range(40))]
+
+
+@pytest.fixture
+def small_file(tmp_path):
+    path = tmp_path / "small.stgv"
+    write_stgv(path, HEADER, CHUNKS)
+    return path
+
+
+def _read_all(path):
+    with StgvReader(path) as reader:
+        return reader.header, [reader.read_chunk(k) for k in range(len(reader.gops))]
+
+
+def test_round_trip(tmp_path):
+    cases = [
+        (HEADER, CHUNKS),
+        (FileHeader(16384, 16384, 2**32 - 1, 2**32 - 1, 1, 65535, bytes(MAX_CONFIG_BYTES)), [b""]),
+        (FileHeader(1280, 640, 25, 1, 132, 10), [bytes([k]) * (k * 100) for k in range(13)]),
+    ]
+    for header, chunks in cases:
+        path = tmp_path / "clip.stgv"
+        size = write_stgv(path, header, iter(chunks))
+        assert size == path.stat().st_size
+        assert _read_all(path) == (header, chunks)
+        with StgvReader(path) as reader:
+            assert [(gop.first_frame, gop.frame_count) for gop in reader.gops] == split_gops(
+                header.frame_count, header.gop_size
+            )
+            sizes = reader.sizes()
+            assert sizes.header_bytes + sizes.index_bytes + sum(sizes.chunk_bytes) == size
+            assert sizes.chunk_bytes == tuple(len(chunk) + 8 for chunk in chunks)
+            assert sizes.missing_bytes == 0
+
+
+def test_random_access_reads_one_gop(small_file):
+    with StgvReader(small_file) as reader:
+        assert reader.read_chunk(1) == CHUNKS[1]
+        assert reader.read_chunk(0) == CHUNKS[0]
+        with pytest.raises(IndexError):
+            reader.read_chunk(2)
+
+
+def test_layout_matches_the_spec_tables(small_file):
+    """Parses the file by hand with struct, exactly as bitstream_spec.md's field tables say."""
+    data = small_file.read_bytes()
+    magic, version, body_length = struct.unpack_from("<4sHI", data, 0)
+    assert (magic, version, body_length) == (b"STGV", 1, 24 + 3)
+    fields = struct.unpack_from("<IIIIIHH", data, 10)
+    assert fields == (32, 16, 30000, 1001, 12, 6, 3)
+    assert data[34:37] == b"cfg"
+    header_end = 10 + body_length
+    assert struct.unpack_from("<I", data, header_end)[0] == zlib.crc32(data[:header_end])
+
+    index_at = header_end + 4
+    (count,) = struct.unpack_from("<I", data, index_at)
+    entries = [struct.unpack_from("<IIQI", data, index_at + 4 + 20 * k) for k in range(count)]
+    index_end = index_at + 4 + 20 * count
+    assert struct.unpack_from("<I", data, index_end)[0] == zlib.crc32(data[index_at:index_end])
+
+    offset = index_end + 4
+    for k, (first_frame, frame_count, chunk_offset, chunk_length) in enumerate(entries):
+        assert (first_frame, frame_count) == (6 * k, 6)
+        assert (chunk_offset, chunk_length) == (offset, len(CHUNKS[k]) + 8)
+        (payload_length,) = struct.unpack_from("<I", data, offset)
+        payload = data[offset + 4 : offset + 4 + payload_length]
+        assert payload == CHUNKS[k]
+        assert struct.unpack_from("<I", data, offset + 4 + payload_length)[0] == zlib.crc32(payload)
+        offset += chunk_length
+    assert offset == len(data)
+
+
+GOLDEN_SHA256 = "01290a7d79c4113f06495e066a577a321f9ceb496780c1e0dd68df6f64fb01d7"
+
+
+def test_golden_file(tmp_path):
+    """A fixed file whose digest is checked in.
+
+    A changed digest means the format changed: regenerate GOLDEN_SHA256 only on purpose, with a
+    version bump or a spec change that says why.
+    """
+    header = FileHeader(width=64, height=32, fps_num=24, fps_den=1, frame_count=20, gop_size=10, config=b"golden")
+    chunks = [
+        pack_streams([(1, b"\x00\x01\x02\x03"), (2, b"canonical gaussians")]),
+        pack_streams([(1, b"\xff" * 7), (3, b"")]),
+    ]
+    path = tmp_path / "golden.stgv"
+    write_stgv(path, header, chunks)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == GOLDEN_SHA256
+
+
+# Damaged files: always BitstreamError, naming what is wrong and where.
+
+
+def test_truncation_at_every_byte(small_file, tmp_path):
+    data = small_file.read_bytes()
+    cut = tmp_path / "cut.stgv"
+    for end in range(len(data)):
+        cut.write_bytes(data[:end])
+        with pytest.raises(BitstreamError):
+            _read_all(cut)
+
+
+def test_truncated_file_keeps_the_intact_gops(small_file, tmp_path):
+    data = small_file.read_bytes()
+    cut = tmp_path / "cut.stgv"
+    cut.write_bytes(data[:-5])
+    with StgvReader(cut) as reader:
+        assert reader.read_chunk(0) == CHUNKS[0]
+        assert reader.sizes().missing_bytes == 5
+        with pytest.raises(
+            BitstreamError, match=r"GoP 1 \(frames 6-11\): truncated file: expected 48 bytes .* 43 available"
+        ):
+            reader.read_chunk(1)
+
+
+def test_flipped_byte_in_a_chunk_names_the_gop(small_file):
+    data = bytearray(small_file.read_bytes())
+    with StgvReader(small_file) as reader:
+        first = reader.gops[0]
+    data[first.offset + 4 + 3] ^= 0x20
+    small_file.write_bytes(bytes(data))
+    with StgvReader(small_file) as reader:
+        with pytest.raises(BitstreamError, match=r"GoP 0 \(frames 0-5\): CRC mismatch at byte \d+"):
+            reader.read_chunk(0)
+        assert reader.read_chunk(1) == CHUNKS[1]
+
+
+def test_flipped_byte_anywhere_is_caught(small_file, tmp_path):
+    data = small_file.read_bytes()
+    damaged = tmp_path / "damaged.stgv"
+    for position in range(len(data)):
+        corrupt = bytearray(data)
+        corrupt[position] ^= 0x01
+        damaged.write_bytes(bytes(corrupt))
+        with pytest.raises(BitstreamError):
+            _read_all(damaged)
+
+
+def test_wrong_magic(small_file):
+    small_file.write_bytes(b"RIFF" + small_file.read_bytes()[4:])
+    with pytest.raises(BitstreamError, match="not a .stgv file"):
+        StgvReader(small_file)
+
+
+def test_future_version(small_file):
+    data = bytearray(small_file.read_bytes())
+    data[4:6] = struct.pack("<H", 2)
+    small_file.write_bytes(bytes(data))
+    with pytest.raises(BitstreamError, match=r"^unsupported \.stgv version 2 \(this decoder reads 1\)$"):
+        StgvReader(small_file)
+
+
+def test_trailing_bytes(small_file):
+    small_file.write_bytes(small_file.read_bytes() + b"\x00")
+    with pytest.raises(BitstreamError, match="1 unexpected bytes after the last GoP"):
+        StgvReader(small_file)
+
+
+def _header_record(fields, config=b"", body_length=None, appended=b""):
+    """A header built by hand from the spec table, with a valid CRC."""
+    body = struct.pack("<IIIIIHH", *fields, len(config)) + config + appended
+    record = struct.pack("<4sHI", b"STGV", 1, len(body) if body_length is None else body_length) + body
+    return record + struct.pack("<I", zlib.crc32(record))
+
+
+def _index_record(entries, count=None):
+    record = struct.pack("<I", len(entries) if count is None else count)
+    record += b"".join(struct.pack("<IIQI", *entry) for entry in entries)
+    return record + struct.pack("<I", zlib.crc32(record))
+
+
+def _chunk_record(payload):
+    return struct.pack("<I", len(payload)) + payload + struct.pack("<I", zlib.crc32(payload))
+
+
+VALID_FIELDS = (32, 16, 30, 1, 6, 6)
+
+
+def _file(header=None, entries=None, count=None, chunks=(b"abc",)):
+    header = _header_record(VALID_FIELDS) if header is None else header
+    if entries is None:
+        start = len(header) + len(_index_record([(0, 6, 0, 0)] * len(chunks)))
+        entries = [(0, 6, start, len(chunks[0]) + 8)]
+    return header + _index_record(entries, count) + b"".join(_chunk_record(chunk) for chunk in chunks)
+
+
+def test_hand_built_file_reads(tmp_path):
+    path = tmp_path / "hand.stgv"
+    path.write_bytes(_file())
+    assert _read_all(path) == (FileHeader(*VALID_FIELDS), [b"abc"])
+
+
+def test_appended_header_fields_are_skipped(tmp_path):
+    """A header body longer than version 1's fields (covered by the CRC) is accepted."""
+    header = _header_record(VALID_FIELDS, config=b"xy", appended=b"future fields")
+    start = len(header) + len(_index_record([(0, 6, 0, 0)]))
+    path = tmp_path / "appended.stgv"
+    path.write_bytes(header + _index_record([(0, 6, start, 11)]) + _chunk_record(b"abc"))
+    assert _read_all(path) == (FileHeader(*VALID_FIELDS, config=b"xy"), [b"abc"])
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (_header_record(VALID_FIELDS, body_length=2**32 - 1), "header body length"),
+        (_header_record(VALID_FIELDS, body_length=10), "header body length"),
+        (_header_record(VALID_FIELDS)[:-1] + b"\x00", "header CRC mismatch"),
+        (_file(_header_record((20000, 16, 30, 1, 6, 6))), "width 20000"),
+        (_file(_header_record((32, 0, 30, 1, 6, 6))), "height 0"),
+        (_file(_header_record((32, 16, 30, 0, 6, 6))), "fps denominator"),
+        (_file(_header_record((32, 16, 30, 1, 10_000_001, 6))), "frame count"),
+        (_file(_header_record((32, 16, 30, 1, 6, 0))), "GoP size 0"),
+        (_file(_header_record(VALID_FIELDS, bytes(MAX_CONFIG_BYTES + 1))), "config of 4097 bytes"),
+        (_file(count=2**32 - 1), "4294967295 GoPs"),
+        (_file(entries=[(0, 6, 66, 2**31)]), "chunk length 2147483648"),
+        (_file(entries=[(0, 6, 67, 11)]), "chunk offset 67 at byte 50, expected 66"),
+        (_file(entries=[(1, 5, 66, 11)]), "frames 1\\+5, expected 0\\+6"),
+        (_file(_header_record((32, 16, 30, 1, 10_000_000, 1))), "1 GoPs, but 10000000 frames"),
+    ],
+)
+def test_rejects_bad_headers_and_indexes(tmp_path, data, message):
+    path = tmp_path / "bad.stgv"
+    path.write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BitstreamError, match=message):
+            _read_all(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # declared sizes were checked before anything was allocated
+
+
+def test_chunk_length_field_must_match_the_index(tmp_path):
+    data = bytearray(_file())
+    data[66:70] = struct.pack("<I", 2)
+    path = tmp_path / "bad.stgv"
+    path.write_bytes(bytes(data))
+    with (
+        StgvReader(path) as reader,
+        pytest.raises(BitstreamError, match="payload length 2 at byte 66, the index gives 3"),
+    ):
+        reader.read_chunk(0)
+
+
+def test_gop_split_matches_split_gops():
+    for frames in range(1, 80):
+        for gop_size in range(1, 25):
+            header = FileHeader(8, 8, 1, 1, frames, gop_size)
+            assert gop_frame_counts(header) == [count for _, count in split_gops(frames, gop_size)]
+            assert header.gop_count == len(split_gops(frames, gop_size))
+    assert len(gop_frame_counts(FileHeader(8, 8, 1, 1, 10_000_000, 1))) == 10_000_000
+
+
+# Atomic writes.
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _failing_chunks(error):
+    yield b"one chunk"
+    raise error
+
+
+@pytest.mark.parametrize("error", [_Interrupt(), KeyboardInterrupt()])
+def test_interrupted_write_leaves_nothing(tmp_path, error):
+    path = tmp_path / "out.stgv"
+    with pytest.raises(type(error)):
+        write_stgv(path, HEADER, _failing_chunks(error))
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_write_keeps_the_previous_file(small_file):
+    before = small_file.read_bytes()
+    with pytest.raises(ValueError, match="1 chunks for the 2 GoPs"):
+        write_stgv(small_file, HEADER, [b"only one"])
+    with pytest.raises(ValueError, match="more chunks"):
+        write_stgv(small_file, HEADER, [b"1", b"2", b"3"])
+    assert small_file.read_bytes() == before
+    assert os.listdir(small_file.parent) == [small_file.name]
+
+
+def test_header_limits_are_checked_on_write():
+    with pytest.raises(ValueError, match="width"):
+        FileHeader(16385, 16, 30, 1, 10, 10)
+    with pytest.raises(ValueError, match="config"):
+        FileHeader(16, 16, 30, 1, 10, 10, bytes(MAX_CONFIG_BYTES + 1))
+
+
+# Streams inside a chunk payload.
+
+
+def test_streams_round_trip():
+    streams = [(3, b"abc"), (0, b""), (255, bytes(300))]
+    unpacked = unpack_streams(pack_streams(streams))
+    assert [(stream_id, bytes(data)) for stream_id, data in unpacked] == streams
+    assert unpack_streams(b"") == []
+
+
+def test_streams_reject_bad_input():
+    payload = pack_streams([(1, b"abcdef"), (2, b"xyz")])
+    for end in range(1, len(payload)):
+        if end != 11:  # the boundary between the two streams
+            with pytest.raises(BitstreamError):
+                unpack_streams(payload[:end])
+    with pytest.raises(BitstreamError, match="repeated"):
+        unpack_streams(pack_streams([(1, b"a")]) * 2)
+    with pytest.raises(BitstreamError, match="declares 4294967295 bytes"):
+        unpack_streams(struct.pack("<BI", 1, 2**32 - 1))
+    with pytest.raises(ValueError):
+        pack_streams([(256, b"")])
+    with pytest.raises(ValueError):
+        pack_streams([(1, b""), (1, b"")])
+
+
+# The decoder side stays free of torch.
+
+
+def test_decoder_side_imports_without_torch():
+    """Every module of stgvcodec.bitstream, and stgvcodec.entropy, import with torch blocked."""
+    code = """
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+import stgvcodec.bitstream, stgvcodec.entropy
+for module in pkgutil.iter_modules(stgvcodec.bitstream.__path__, "stgvcodec.bitstream."):
+    importlib.import_module(module.name)
+assert not any(name.split(".")[0] == "torch" for name in sys.modules)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
