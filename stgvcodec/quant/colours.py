@@ -1,0 +1,57 @@
+"""Residual vector quantization of the canonical colours (training side only).
+
+vector-quantize-pytorch's ResidualVQ learns M codebooks of B colours (k-means initialised,
+EMA-updated, commitment weight 0.1). The stream stores only the codebooks (float16) and the
+indices [N, M]; a colour is the float32 sum over stages k = 0..M-1 of codebook_k[index_k],
+added in stage order (dequantize_colours), so the decoder needs no vector-quantize-pytorch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+class ColourRVQ(nn.Module):
+    """Residual VQ of [N, 3] colours with straight-through gradients."""
+
+    def __init__(self, stages: int, codebook_size: int, decay: float = 0.99):
+        super().__init__()
+        from vector_quantize_pytorch import ResidualVQ
+
+        self.rvq = ResidualVQ(
+            dim=3,
+            num_quantizers=stages,
+            codebook_size=codebook_size,
+            kmeans_init=True,
+            kmeans_iters=10,
+            decay=decay,
+            commitment_weight=0.1,
+            # The codebooks are plain colours added stage by stage; a rotation of the gradient
+            # buys nothing in 3 dimensions and would make the straight-through path less direct.
+            rotation_trick=False,
+        )
+
+    def forward(self, colors: Tensor) -> tuple[Tensor, Tensor]:
+        """Quantized colours [N, 3] (straight-through) and the commitment loss (scalar)."""
+        quantized, _, loss = self.rvq(colors[None])
+        return quantized[0], loss.sum()
+
+    @torch.no_grad()
+    def export(self, colors: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Indices [N, M] int32 and float16 codebooks [M, B, 3] of the colours, as the stream stores them."""
+        was_training = self.rvq.training
+        self.rvq.eval()
+        _, indices, _ = self.rvq(colors[None])
+        self.rvq.train(was_training)
+        codebooks = self.rvq.codebooks.detach().cpu().numpy().astype(np.float16)
+        return indices[0].cpu().numpy().astype(np.int32), codebooks
+
+
+def dequantize_colours(indices: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
+    """[N, M] indices and [M, B, 3] float16 codebooks -> [N, 3] float32, summed in stage order."""
+    colours = np.zeros((indices.shape[0], 3), np.float32)
+    for stage in range(codebooks.shape[0]):
+        colours += codebooks[stage].astype(np.float32)[indices[:, stage]]
+    return colours

@@ -1,0 +1,71 @@
+"""Quantizers: what training sees equals what the decoder dequantizes."""
+
+import numpy as np
+import torch
+
+from stgvcodec.quant.colours import ColourRVQ, dequantize_colours
+from stgvcodec.quant.quantizers import (
+    CholeskyQuantizer,
+    dequantize_cholesky,
+    dequantize_tensor,
+    fake_quantize_tensor,
+    fp16_ste,
+    quantize_tensor,
+)
+
+
+def test_cholesky_quantizer_matches_dequantization_bit_for_bit():
+    gen = torch.Generator().manual_seed(0)
+    cholesky = torch.randn(500, 3, generator=gen) * 2 + 3
+    quantizer = CholeskyQuantizer(cholesky)
+    with torch.no_grad():
+        quantizer.gamma.mul_(1.1)  # learned values are arbitrary floats
+    symbols = quantizer.symbols(cholesky)
+    assert symbols.min() >= 0 and symbols.max() <= 255
+    decoded = dequantize_cholesky(symbols.numpy().astype(np.int32), quantizer.gamma.detach().numpy(), quantizer.beta.detach().numpy())
+    np.testing.assert_array_equal(quantizer(cholesky).detach().numpy(), decoded)
+    assert np.abs(decoded - cholesky.numpy()).max() <= quantizer.gamma.max().item() * 0.5 + 1e-5 or symbols.max() == 255
+
+
+def test_cholesky_quantizer_learns_scale_and_offset():
+    """gamma gets the rounding error's gradient; beta, with straight-through rounding, only that of
+    clipped values (inside the range its effect cancels), so clip some."""
+    cholesky = torch.rand(100, 3, requires_grad=True)
+    quantizer = CholeskyQuantizer(cholesky)
+    with torch.no_grad():
+        quantizer.beta.add_(0.2)
+    quantizer(cholesky).pow(2).sum().backward()
+    assert quantizer.gamma.grad.abs().sum() > 0 and quantizer.beta.grad.abs().sum() > 0
+    assert cholesky.grad.abs().sum() > 0  # straight through
+
+
+def test_tensor_quantization_round_trip():
+    weight = torch.randn(7, 5) * 0.01
+    symbols, scale = quantize_tensor(weight)
+    assert symbols.dtype == np.int32 and np.abs(symbols).max() == 127
+    np.testing.assert_array_equal(dequantize_tensor(symbols, scale, (7, 5)), fake_quantize_tensor(weight).numpy())
+    zero_symbols, zero_scale = quantize_tensor(torch.zeros(3))
+    assert (zero_symbols == 0).all() and zero_scale == 1.0
+
+
+def test_fp16_straight_through():
+    x = torch.tensor([0.1, -0.3333333], requires_grad=True)
+    y = fp16_ste(x)
+    assert torch.equal(y, x.half().float())
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.ones(2))
+
+
+def test_colour_rvq_export_reproduces_its_quantization():
+    torch.manual_seed(0)
+    colours = torch.rand(300, 3)
+    rvq = ColourRVQ(stages=2, codebook_size=16)
+    quantized, loss = rvq(colours)
+    assert quantized.shape == (300, 3) and loss.ndim == 0
+    indices, codebooks = rvq.export(colours)
+    assert indices.shape == (300, 2) and codebooks.shape == (2, 16, 3) and codebooks.dtype == np.float16
+    decoded = dequantize_colours(indices, codebooks)
+    # float16 codebooks: within half a float16 step of the float32 quantization in eval mode.
+    rvq.eval()
+    np.testing.assert_allclose(decoded, rvq(colours)[0].detach().numpy(), atol=2e-3)
+    assert np.abs(decoded - colours.numpy()).mean() < 0.05
