@@ -1,0 +1,227 @@
+"""A GoP's model as the stream stores it (GopRecord), and its payload bytes. numpy only.
+
+    GopRecord --sort Gaussians by position--> streams --pack_streams--> payload bytes
+
+Positions: Gaussians are ordered by (x, y) through an order-preserving map of their float16 bit
+patterns to integers (key), so the x keys ascend: the stream holds the first x key, the
+differences of the following ones (small numbers), and each y key split into a high and a low
+byte. All other per-Gaussian streams follow the same order. Rendering is a sum, so the order
+changes nothing but the floating-point summation order, and the encoder reports the render of
+the decoded (reordered) record.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from ..entropy import decode_symbols, encode_symbols
+from .streams import pack_streams, unpack_streams
+from .errors import BitstreamError
+
+MAX_GAUSSIANS = 1 << 22
+_HEAD = struct.Struct("<IBHBH")  # Gaussians, RVQ stages, codebook size, network tensors, first x key
+MAX_STAGES = 8
+MAX_CODEBOOK = 1 << 12
+MAX_TENSORS = 64
+
+
+class Stream(IntEnum):
+    """Stream ids of a GoP payload, in the order they appear. Colour stage k has id COLOUR + k,
+    network tensor j id NETWORK + j."""
+
+    PARAMS = 1
+    POSITION_X = 2
+    POSITION_Y_HIGH = 3
+    POSITION_Y_LOW = 4
+    CHOLESKY_L1 = 5
+    CHOLESKY_L2 = 6
+    CHOLESKY_L3 = 7
+    COLOUR = 16
+    NETWORK = 64
+
+
+@dataclass
+class GopRecord:
+    """Everything the stream stores for one GoP."""
+
+    means: np.ndarray
+    """[N, 2] float16 NDC positions."""
+    cholesky_symbols: np.ndarray
+    """[N, 3] int32 in [0, 255]."""
+    cholesky_gamma: np.ndarray
+    """[3] float32 per-channel step."""
+    cholesky_beta: np.ndarray
+    """[3] float32 per-channel offset."""
+    colour_indices: np.ndarray
+    """[N, M] int32 indices into the M codebooks."""
+    codebooks: np.ndarray
+    """[M, B, 3] float16 residual-VQ codebooks."""
+    tensor_symbols: list[np.ndarray]
+    """Per network tensor (DeformationField.named_parameters() order), int32 in [-127, 127], row-major."""
+    tensor_scales: list[np.float32]
+    """Per network tensor, its float32 step."""
+
+    def sorted(self) -> GopRecord:
+        """The same record with Gaussians in stream order (ascending x key, then y key)."""
+        keys = position_keys(self.means)
+        order = np.lexsort((keys[:, 1], keys[:, 0]))
+        return GopRecord(
+            self.means[order],
+            self.cholesky_symbols[order],
+            self.cholesky_gamma,
+            self.cholesky_beta,
+            self.colour_indices[order],
+            self.codebooks,
+            self.tensor_symbols,
+            self.tensor_scales,
+        )
+
+
+def position_keys(means: np.ndarray) -> np.ndarray:
+    """float16 [N, 2] -> int64 [N, 2] keys in 0..65535 that sort as the values do (-0 just below +0)."""
+    bits = means.astype(np.float16).view(np.uint16).astype(np.int64)
+    return np.where(bits & 0x8000, 0xFFFF - bits, bits | 0x8000)
+
+
+def keys_to_means(keys: np.ndarray) -> np.ndarray:
+    """Inverse of position_keys."""
+    bits = np.where(keys & 0x8000, keys & 0x7FFF, 0xFFFF - keys)
+    return bits.astype(np.uint16).view(np.float16)
+
+
+def encode_gop(record: GopRecord) -> bytes:
+    """Payload bytes of a GoP record (the Gaussians are written in stream order)."""
+    record = record.sorted()
+    count = record.means.shape[0]
+    stages, book = record.codebooks.shape[:2]
+    keys = position_keys(record.means)
+    first_x = int(keys[0, 0]) if count else 0
+    params = b"".join(
+        (
+            _HEAD.pack(count, stages, book, len(record.tensor_symbols), first_x),
+            record.cholesky_gamma.astype("<f4").tobytes(),
+            record.cholesky_beta.astype("<f4").tobytes(),
+            record.codebooks.astype("<f2").tobytes(),
+            np.asarray(record.tensor_scales, dtype="<f4").tobytes(),
+        )
+    )
+    streams = [
+        (Stream.PARAMS, params),
+        (Stream.POSITION_X, encode_symbols(np.diff(keys[:, 0]))),
+        (Stream.POSITION_Y_HIGH, encode_symbols(keys[:, 1] >> 8)),
+        (Stream.POSITION_Y_LOW, encode_symbols(keys[:, 1] & 0xFF)),
+    ]
+    streams += [(Stream.CHOLESKY_L1 + k, encode_symbols(record.cholesky_symbols[:, k])) for k in range(3)]
+    streams += [(Stream.COLOUR + k, encode_symbols(record.colour_indices[:, k])) for k in range(stages)]
+    streams += [(Stream.NETWORK + j, encode_symbols(symbols)) for j, symbols in enumerate(record.tensor_symbols)]
+    return pack_streams([(int(k), v) for k, v in streams])
+
+
+def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int]) -> GopRecord:
+    """Parses a GoP payload.
+
+    Args:
+        payload: the chunk's payload bytes.
+        tensor_sizes: element count of each network tensor, in stream order (from the header's
+            model configuration).
+
+    Raises:
+        BitstreamError: on any malformed, missing or out-of-range field.
+    """
+    streams = unpack_streams(payload)
+    expected_ids = _expected_ids(streams, tensor_sizes)
+    ids = [stream_id for stream_id, _ in streams]
+    if ids != expected_ids:
+        raise BitstreamError(f"GoP payload: stream ids {ids} differ from the expected {expected_ids}")
+    params = streams[0][1]
+    count, stages, book, tensors, first_x = _params_head(params)
+    books_at = _HEAD.size + 24
+    need = books_at + stages * book * 6 + 4 * tensors
+    if len(params) != need:
+        raise BitstreamError(f"GoP payload: parameter stream holds {len(params)} bytes, expected {need}")
+    gamma = np.frombuffer(params, "<f4", 3, _HEAD.size).astype(np.float32)
+    beta = np.frombuffer(params, "<f4", 3, _HEAD.size + 12).astype(np.float32)
+    codebooks = np.frombuffer(params, "<f2", stages * book * 3, books_at).astype(np.float16).reshape(stages, book, 3)
+    scales = [np.float32(s) for s in np.frombuffer(params, "<f4", tensors, books_at + stages * book * 6)]
+
+    data = iter(view for _, view in streams[1:])
+
+    def symbols(count_: int, low: int, high: int, what: str) -> np.ndarray:
+        values, end = decode_symbols(next(data), 0, max_count=count_)
+        if values.shape[0] != count_:
+            raise BitstreamError(f"GoP payload: {what} holds {values.shape[0]} symbols, expected {count_}")
+        if values.size and (values.min() < low or values.max() > high):
+            raise BitstreamError(f"GoP payload: {what} symbols outside [{low}, {high}]")
+        return values
+
+    dx = symbols(max(count - 1, 0), 0, 0xFFFF, "x positions")
+    x = first_x + np.concatenate(([0], np.cumsum(dx, dtype=np.int64))) if count else np.zeros(0, np.int64)
+    if x.size and x[-1] > 0xFFFF:
+        raise BitstreamError("GoP payload: x positions leave the float16 range")
+    y = symbols(count, 0, 0xFF, "y positions (high)").astype(np.int64) << 8
+    y |= symbols(count, 0, 0xFF, "y positions (low)")
+    means = keys_to_means(np.stack((x, y), axis=-1))
+    cholesky = np.stack([symbols(count, 0, 255, f"Cholesky channel {k}") for k in range(3)], axis=-1)
+    colours = np.stack([symbols(count, 0, book - 1, f"colour stage {k}") for k in range(stages)], axis=-1)
+    network = [symbols(size, -127, 127, f"network tensor {k}") for k, size in enumerate(tensor_sizes)]
+    return GopRecord(
+        means.reshape(count, 2),
+        cholesky.reshape(count, 3).astype(np.int32),
+        gamma,
+        beta,
+        colours.reshape(count, stages).astype(np.int32),
+        codebooks,
+        network,
+        scales,
+    )
+
+
+def stream_kind(stream_id: int) -> str:
+    """What a stream codes, for reports: "side" (sizes, scales, codebooks), "positions",
+    "shape" (Cholesky), "colour" (RVQ indices) or "network" (hash tables and MLP)."""
+    if stream_id >= Stream.NETWORK:
+        return "network"
+    if stream_id >= Stream.COLOUR:
+        return "colour"
+    if stream_id >= Stream.CHOLESKY_L1:
+        return "shape"
+    return "positions" if stream_id >= Stream.POSITION_X else "side"
+
+
+def stream_sizes(payload: bytes | memoryview) -> dict[str, int]:
+    """Bytes of a GoP payload per kind of stream (stream framing counted as side information)."""
+    sizes = dict.fromkeys(("positions", "shape", "colour", "network", "side"), 0)
+    streams = unpack_streams(payload)
+    for stream_id, view in streams:
+        sizes[stream_kind(stream_id)] += len(view)
+    sizes["side"] += len(payload) - sum(len(view) for _, view in streams)
+    return sizes
+
+
+def _params_head(params: memoryview | bytes) -> tuple[int, int, int, int, int]:
+    if len(params) < _HEAD.size:
+        raise BitstreamError(f"GoP payload: parameter stream of {len(params)} bytes is too short")
+    count, stages, book, tensors, first_x = _HEAD.unpack_from(params, 0)
+    if not (count <= MAX_GAUSSIANS and 1 <= stages <= MAX_STAGES and 1 <= book <= MAX_CODEBOOK and tensors <= MAX_TENSORS):
+        raise BitstreamError(
+            f"GoP payload: sizes out of range (Gaussians {count}, stages {stages}, codebook {book}, tensors {tensors})"
+        )
+    return count, stages, book, tensors, first_x
+
+
+def _expected_ids(streams, tensor_sizes: list[int]) -> list[int]:
+    if not streams or streams[0][0] != Stream.PARAMS:
+        raise BitstreamError("GoP payload: the first stream must be the parameter stream")
+    _, stages, _, tensors, _ = _params_head(streams[0][1])
+    if tensors != len(tensor_sizes):
+        raise BitstreamError(f"GoP payload: {tensors} network tensors, the model configuration has {len(tensor_sizes)}")
+    return (
+        [Stream.PARAMS, Stream.POSITION_X, Stream.POSITION_Y_HIGH, Stream.POSITION_Y_LOW]
+        + [Stream.CHOLESKY_L1, Stream.CHOLESKY_L2, Stream.CHOLESKY_L3]
+        + [Stream.COLOUR + k for k in range(stages)]
+        + [Stream.NETWORK + j for j in range(tensors)]
+    )

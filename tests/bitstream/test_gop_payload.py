@@ -1,0 +1,124 @@
+"""GoP payloads and the model configuration blob: round trips, the spec's layouts, rejections."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from stgvcodec.bitstream import BitstreamError, pack_streams, unpack_streams
+from stgvcodec.bitstream.gop import GopRecord, decode_gop, encode_gop, keys_to_means, position_keys, stream_sizes
+from stgvcodec.bitstream.model_config import pack_model_config, unpack_model_config
+from stgvcodec.config import ModelConfig
+
+SIZES = [40, 7, 12]
+
+
+def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8) -> GopRecord:
+    rng = np.random.default_rng(seed)
+    return GopRecord(
+        means=rng.uniform(-1.1, 1.1, (count, 2)).astype(np.float16),
+        cholesky_symbols=rng.integers(0, 256, (count, 3)).astype(np.int32),
+        cholesky_gamma=rng.uniform(0.01, 0.1, 3).astype(np.float32),
+        cholesky_beta=rng.uniform(-1, 1, 3).astype(np.float32),
+        colour_indices=rng.integers(0, book, (count, stages)).astype(np.int32),
+        codebooks=rng.normal(0, 0.3, (stages, book, 3)).astype(np.float16),
+        tensor_symbols=[rng.integers(-127, 128, n).astype(np.int32) for n in SIZES],
+        tensor_scales=[np.float32(s) for s in rng.uniform(1e-4, 1e-2, len(SIZES))],
+    )
+
+
+def _assert_same(a: GopRecord, b: GopRecord) -> None:
+    np.testing.assert_array_equal(a.means.view(np.uint16), b.means.view(np.uint16))
+    for name in ("cholesky_symbols", "cholesky_gamma", "cholesky_beta", "colour_indices", "codebooks"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for x, y in zip(a.tensor_symbols, b.tensor_symbols):
+        np.testing.assert_array_equal(x, y)
+    assert a.tensor_scales == b.tensor_scales
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 500])
+def test_round_trip_in_stream_order(count):
+    record = _record(count)
+    decoded = decode_gop(encode_gop(record), SIZES)
+    _assert_same(decoded, record.sorted())
+    keys = position_keys(decoded.means)
+    assert (np.diff(keys[:, 0]) >= 0).all()
+
+
+def test_position_keys_preserve_order_and_invert():
+    values = np.array([-65504, -1.5, -1e-7, -0.0, 0.0, 1e-7, 0.25, 1.0, 65504], dtype=np.float16)
+    keys = position_keys(np.stack((values, values), axis=-1))[:, 0]
+    assert (np.diff(keys) > 0).all() and keys.min() >= 0 and keys.max() <= 0xFFFF
+    np.testing.assert_array_equal(keys_to_means(keys).view(np.uint16), values.view(np.uint16))
+
+
+def test_params_stream_follows_the_spec_layout():
+    record = _record(3, stages=2, book=8).sorted()
+    streams = unpack_streams(encode_gop(record))
+    assert [i for i, _ in streams] == [1, 2, 3, 4, 5, 6, 7, 16, 17, 64, 65, 66]
+    params = bytes(streams[0][1])
+    count, stages, book, tensors, first_x = struct.unpack_from("<IBHBH", params)
+    assert (count, stages, book, tensors, first_x) == (3, 2, 8, 3, position_keys(record.means)[0, 0])
+    assert len(params) == 10 + 24 + 6 * 2 * 8 + 4 * 3
+    np.testing.assert_array_equal(np.frombuffer(params, "<f4", 3, 10), record.cholesky_gamma)
+    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 48, 34).reshape(2, 8, 3), record.codebooks)
+    sizes = stream_sizes(encode_gop(record))
+    assert sum(sizes.values()) == len(encode_gop(record))
+
+
+def test_model_config_blob_follows_the_spec_table():
+    config = ModelConfig(encoding="plane", levels=6, log2_table_size=7, width=32, per_level_scale=1.5)
+    blob = pack_model_config(config)
+    assert len(blob) == 20
+    assert blob[0] == 1 and blob[1] == 6 and blob[4] == 7
+    assert struct.unpack_from("<H", blob, 5)[0] == 16 and struct.unpack_from("<f", blob, 7)[0] == 1.5
+    assert struct.unpack_from("<H", blob, 18)[0] == 32 and struct.unpack_from("<H", blob, 13)[0] == 64
+    assert unpack_model_config(blob) == config
+
+
+@pytest.mark.parametrize(
+    "patch,message",
+    [
+        (lambda b: b[:-1], "20"),
+        (lambda b: b"\x07" + b[1:], "encoding"),
+        (lambda b: b[:1] + b"\x00" + b[2:], "levels"),
+        (lambda b: b[:18] + struct.pack("<H", 5000), "width"),
+    ],
+)
+def test_model_config_rejections(patch, message):
+    with pytest.raises(BitstreamError, match=message):
+        unpack_model_config(patch(pack_model_config(ModelConfig())))
+
+
+def _repack(payload: bytes, edit) -> bytes:
+    streams = [(i, bytes(v)) for i, v in unpack_streams(payload)]
+    return pack_streams(edit(streams))
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda s: s[1:], "first stream"),
+        (lambda s: s[:-1], "stream ids"),
+        (lambda s: [(1, s[0][1][:-1])] + s[1:], "parameter stream"),
+        (lambda s: [(1, struct.pack("<IBHBH", 1 << 23, 2, 8, 3, 0) + s[0][1][10:])] + s[1:], "out of range"),
+    ],
+)
+def test_malformed_payloads_are_rejected(edit, message):
+    payload = encode_gop(_record(20))
+    with pytest.raises(BitstreamError, match=message):
+        decode_gop(_repack(payload, edit), SIZES)
+
+
+def test_out_of_range_symbols_are_rejected():
+    record = _record(20, book=8)
+    record.colour_indices[0, 0] = 9  # beyond the 8-entry codebook
+    with pytest.raises(BitstreamError, match="colour stage 0"):
+        decode_gop(encode_gop(record), SIZES)
+
+
+def test_tensor_count_must_match_the_configuration():
+    with pytest.raises(BitstreamError, match="network tensors"):
+        decode_gop(encode_gop(_record(5)), SIZES + [4])
