@@ -74,3 +74,107 @@ def demo(source, output, frame, gaussians, steps, backend, device, seed, quiet) 
         f"fitted {gaussians} Gaussians to frame {frame} ({width}x{height}) in {seconds:.1f} s on {device}: "
         f"PSNR {quality:.2f} dB; wrote {output}"
     )
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not WIDTHxHEIGHT") from None
+    if width < 1 or height < 1:
+        raise click.BadParameter(f"{text!r} must be positive")
+    return width, height
+
+
+def _frame_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    first, sep, last = text.partition("-")
+    try:
+        return int(first), int(last) if sep else int(first)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not A-B (0-based frame numbers)") from None
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--bpp", type=float, help="Target bits per pixel of the whole file (e.g. 0.05).")
+@click.option("--gaussians", type=click.IntRange(min=1), help="Fixed Gaussians per GoP instead of --bpp.")
+@click.option("--preset", "preset_name", default="fast", show_default=True, type=click.Choice(["fast", "medium", "paper"]))
+@click.option("--gop", "gop_size", default=10, show_default=True, type=click.IntRange(1, 1000), help="Frames per GoP.")
+@click.option("--device", default=None, help="torch device (default: cuda when present, else cpu).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--crop", help="Centre crop WxH before scaling.")
+@click.option("--scale", help="Resize to WxH.")
+@click.option("--frames", "max_frames", type=click.IntRange(min=1), help="Encode only the first N frames.")
+@click.option("--size", help="Frame size WxH of raw .yuv input.")
+@click.option("--fps", type=str, help="Frame rate of raw .yuv or PNG input (e.g. 25 or 30000/1001).")
+@click.option("--pix-fmt", default=None, help="Pixel format of raw .yuv input (default yuv420p).")
+@click.option("--steps", "steps", hidden=True, help="INIT,DEFORM,QAT step counts instead of the preset's.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("-v", "--verbose", is_flag=True, help="One line per coded GoP.")
+def encode(source, output, bpp, gaussians, preset_name, gop_size, device, seed, crop, scale, max_frames, size, fps, pix_fmt, steps, quiet, verbose):
+    """Encode SOURCE (video file, raw .yuv, or PNG directory) into OUTPUT (.stgv)."""
+    from dataclasses import replace
+    from fractions import Fraction
+
+    from .api import encode as run
+    from .config import preset
+    from .quant.qat import QuantConfig
+
+    fit, quant = None, None
+    if steps:
+        try:
+            init, deform, qat = (int(v) for v in steps.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{steps!r} is not INIT,DEFORM,QAT") from None
+        fit = replace(preset(preset_name), init_steps=init, deform_steps=deform)
+        quant = QuantConfig(steps=qat)
+
+    options = {"crop": _size(crop), "scale": _size(scale), "max_frames": max_frames, "size": _size(size),
+               "fps": Fraction(fps) if fps else None, "pix_fmt": pix_fmt}
+    summary = run(
+        source, output, bpp=bpp, gaussians=gaussians, preset_name=preset_name, gop_size=gop_size, device=device,
+        seed=seed, fit=fit, quant=quant, reader_options={k: v for k, v in options.items() if v is not None}, quiet=quiet,
+        log=(lambda line: click.echo(line, err=True)) if verbose else None,
+    )  # fmt: skip
+    quality = f", MS-SSIM {summary.ms_ssim:.4f}" if summary.ms_ssim is not None else ""
+    click.echo(
+        f"{output}: {summary.frames} frames {summary.width}x{summary.height}, {summary.bytes} bytes, "
+        f"{summary.bpp:.4f} bpp, PSNR {summary.psnr:.2f} dB{quality}, {summary.seconds:.1f} s on {summary.device}"
+    )
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("output")
+@click.option("--device", default=None, help="torch device (default: cuda when present, else cpu).")
+@click.option("--frames", "frame_range", help="Decode only frames A-B (0-based, inclusive).")
+@click.option("--crf", default=18, show_default=True, type=click.IntRange(0, 51), help="x264 quality of .mp4 output.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+def decode(source, output, device, frame_range, crf, quiet):
+    """Decode SOURCE (.stgv) into OUTPUT: .mp4, .mkv (lossless ffv1), .y4m, - (y4m on stdout) or a directory/ of PNGs."""
+    from .decode import decode as run
+
+    summary = run(source, output, device=device, frames=_frame_range(frame_range), crf=crf)
+    if not quiet:
+        click.echo(
+            f"{output}: {summary.frames} frames {summary.width}x{summary.height} in {summary.seconds:.1f} s on {summary.device}",
+            err=output == "-",
+        )
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(source, as_json):
+    """Show what a .stgv file holds, without decoding it."""
+    import json
+
+    from .info import describe, format_text
+
+    report = describe(source)
+    click.echo(json.dumps(report, indent=2) if as_json else format_text(report))

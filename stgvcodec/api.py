@@ -1,0 +1,229 @@
+"""encode() and decode(): what the CLI and Python users call.
+
+    video --VideoReader--> frames --split_gops--> per GoP:
+        fit_gop (key-frame init, deformation) --finetune (QAT)--> GopRecord --encode_gop--> payload
+        payload --decode_gop--> gop_model --render_gop--> reconstruction (what the decoder will show)
+    header + payloads --write_stgv--> .stgv
+
+Rate control (--bpp): before each GoP, the bits left for the rest of the video are shared out
+over the frames still to code; the GoP's budget picks the number of Gaussians from the bits a
+Gaussian has cost so far (or a first estimate) after the deformation network's cost.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .bitstream import FileHeader, write_stgv
+from .bitstream.gop import decode_gop, encode_gop, stream_sizes
+from .bitstream.model_config import pack_model_config, unpack_model_config
+from .config import FitConfig, ModelConfig, preset
+from .decode import DecodeSummary, decode, default_device, gop_model, render_gop, tensor_sizes
+from .gop import split_gops
+from .io import VideoReader
+from .metrics import ms_ssim, psnr
+from .quant.qat import QuantConfig, finetune
+from .train.gop_fit import fit_gop
+
+__all__ = ["encode", "decode", "EncodeSummary", "DecodeSummary", "RateModel"]
+
+MIN_BPP, MAX_BPP = 0.001, 16.0
+
+
+@dataclass
+class GopReport:
+    """One coded GoP."""
+
+    first_frame: int
+    frames: int
+    gaussians: int
+    bytes: int
+    psnr: float
+    ms_ssim: float | None
+    seconds: float
+    stream_bytes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class EncodeSummary:
+    """What an encode produced: the file's real size and the decoder's reconstruction quality."""
+
+    path: str
+    frames: int
+    width: int
+    height: int
+    bytes: int
+    bpp: float
+    psnr: float
+    ms_ssim: float | None
+    seconds: float
+    device: str
+    gops: list[GopReport]
+
+
+@dataclass(frozen=True)
+class RateModel:
+    """How a bit budget becomes a number of Gaussians.
+
+    bits(GoP) ~= network_bits + N * bits_per_gaussian; both start from first estimates and are
+    replaced by the measured values of the GoPs already coded.
+    """
+
+    bits_per_gaussian: float = 48.0
+    """First estimate: ~16 bits of position, ~12 of Cholesky, ~2 x 6 of colour indices, plus slack."""
+    bits_per_weight: float = 5.0
+    """First estimate of an 8-bit network symbol after entropy coding."""
+    min_gaussians: int = 16
+    """Never fewer Gaussians than this."""
+
+
+def network_for_budget(bits: float) -> ModelConfig:
+    """The largest deformation network of a fixed ladder whose weights take at most ~35% of `bits`.
+
+    The ladder shrinks the hash tables first, then the levels and the MLP width; the paper's
+    configuration (tables of 2^10, 8 levels, width 128) is the top rung.
+    """
+    ladder = [
+        ModelConfig(),
+        ModelConfig(log2_table_size=8, width=64),
+        ModelConfig(log2_table_size=7, levels=6, width=32),
+        ModelConfig(log2_table_size=6, levels=4, width=16),
+        ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1),
+    ]
+    for config in ladder:
+        if sum(tensor_sizes(config)) * RateModel.bits_per_weight <= 0.35 * bits:
+            return config
+    return ladder[-1]
+
+
+def encode(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    bpp: float | None = None,
+    gaussians: int | None = None,
+    preset_name: str = "fast",
+    gop_size: int = 10,
+    device: str | None = None,
+    seed: int = 0,
+    quant: QuantConfig | None = None,
+    model: ModelConfig | None = None,
+    fit: FitConfig | None = None,
+    reader_options: dict | None = None,
+    quiet: bool = False,
+    log=None,
+    reconstruction: list | None = None,
+) -> EncodeSummary:
+    """Encodes a video into a .stgv file.
+
+    Args:
+        source: any video PyAV opens, raw .yuv (give size/fps/pix_fmt in reader_options), or a
+            directory of PNGs.
+        output: the .stgv path; written under a temporary name and renamed when complete.
+        bpp: target bits per pixel of the whole file (mutually exclusive with `gaussians`).
+        gaussians: fixed Gaussians per GoP.
+        preset_name: training preset (fast, medium, paper).
+        gop_size: frames per GoP.
+        device: torch device; CUDA when present, else CPU.
+        seed: seed of every random choice.
+        quant: quantization settings (default QuantConfig()).
+        model: deformation network (default: the paper's, or the --bpp ladder's choice).
+        fit: training schedule instead of the preset's (its `gaussians` and `seed` are replaced
+            by the arguments above when those are given).
+        reader_options: size, fps, pix_fmt, crop, scale, max_frames for VideoReader.
+        quiet: no progress bars.
+        log: optional callable(str) for one line per coded GoP.
+        reconstruction: if a list, each GoP's decoded frames [T, H, W, 3] uint8 are appended
+            (what `stgv decode` will output, bit for bit, on this machine and device).
+
+    Raises:
+        ValueError, VideoError: for bad options or input.
+    """
+    start = time.perf_counter()
+    if bpp is not None and gaussians is not None:
+        raise ValueError("give --bpp or --gaussians, not both")
+    if bpp is not None and not MIN_BPP <= bpp <= MAX_BPP:
+        raise ValueError(f"--bpp {bpp} outside {MIN_BPP}..{MAX_BPP}")
+    if gop_size < 1 or gop_size > 1000:
+        raise ValueError(f"--gop {gop_size} outside 1..1000")
+    fit = fit or preset(preset_name)
+    fit = replace(fit, seed=seed, gaussians=gaussians if gaussians is not None else fit.gaussians)
+    quant = quant or QuantConfig()
+    target = default_device(device)
+    options = reader_options or {}
+
+    with VideoReader(source, **options) as reader:
+        info = reader.info
+        frames = list(reader)
+    if not frames:
+        raise ValueError(f"{source}: has no frames")
+    height, width = frames[0].shape[:2]
+    gops = split_gops(len(frames), gop_size)
+    total_bits = bpp * width * height * len(frames) if bpp is not None else None
+    if model is None:
+        model = network_for_budget(total_bits / len(gops)) if total_bits else ModelConfig()
+    model = unpack_model_config(pack_model_config(model))  # exactly what the decoder will read
+    header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, len(frames), gop_size, pack_model_config(model))
+    sizes = tensor_sizes(model)
+    reports: list[GopReport] = []
+
+    overhead_bits = 8 * (64 + len(header.config) + 24 * len(gops))  # header, index, chunk framing
+
+    def chunks():
+        spent_bits, network_bits, gaussian_bits, gaussian_count = overhead_bits, [], 0.0, 0
+        for number, (first, count) in enumerate(gops):
+            gop_start = time.perf_counter()
+            clip = torch.from_numpy(np.stack(frames[first : first + count])).to(target)
+            gop_fit = fit
+            if total_bits is not None:
+                network = np.mean(network_bits) if network_bits else sum(sizes) * RateModel.bits_per_weight
+                per_gaussian = gaussian_bits / gaussian_count if gaussian_count else RateModel.bits_per_gaussian
+                budget = (total_bits - spent_bits) * count / (len(frames) - first)
+                gop_fit = replace(fit, gaussians=max(RateModel.min_gaussians, int((budget - network) / per_gaussian)))
+            label = f"GoP {number + 1}/{len(gops)}"
+            fitted = fit_gop(clip, model, gop_fit, quiet=quiet, label=label)
+            record = finetune(fitted.model, clip.float() / 255.0, quant, seed=seed, quiet=quiet, label=f"{label} QAT")
+            payload = encode_gop(record)
+            # Closed loop: the reported reconstruction is the decoder's, from the payload's symbols.
+            decoded = decode_gop(payload, sizes)
+            recon = render_gop(gop_model(decoded, model, target), count, height, width)
+            sources = np.stack(frames[first : first + count])
+            streams = stream_sizes(payload)
+            report = GopReport(
+                first, count, decoded.means.shape[0], len(payload),
+                float(np.mean([psnr(r, s) for r, s in zip(recon, sources)])), ms_ssim(recon, sources),
+                time.perf_counter() - gop_start, streams,
+            )  # fmt: skip
+            reports.append(report)
+            if reconstruction is not None:
+                reconstruction.append(recon)
+            spent_bits += 8 * len(payload)
+            network_bits.append(8 * streams["network"])
+            gaussian_bits += 8 * len(payload) - network_bits[-1]
+            gaussian_count += report.gaussians
+            if log is not None:
+                log(f"{label}: {report.gaussians} Gaussians, {len(payload)} bytes, PSNR {report.psnr:.2f} dB, {report.seconds:.1f} s")
+            yield payload
+
+    write_stgv(output, header, chunks())
+    size = Path(output).stat().st_size
+    quality = [r.ms_ssim for r in reports]
+    return EncodeSummary(
+        path=str(output),
+        frames=len(frames),
+        width=width,
+        height=height,
+        bytes=size,
+        bpp=size * 8 / (len(frames) * width * height),
+        psnr=float(np.average([r.psnr for r in reports], weights=[r.frames for r in reports])),
+        ms_ssim=None if None in quality else float(np.average(quality, weights=[r.frames for r in reports])),
+        seconds=time.perf_counter() - start,
+        device=str(target),
+        gops=reports,
+    )

@@ -1,0 +1,70 @@
+"""`stgv info`: what a .stgv file holds, read from its header, index and stream framing (no decoding)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from .bitstream import StgvReader
+from .bitstream.gop import stream_sizes
+from .bitstream.model_config import unpack_model_config
+
+KINDS = ("positions", "shape", "colour", "network", "side")
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """Header fields, per-GoP sizes and bits per stream kind of a .stgv file.
+
+    Raises:
+        BitstreamError: for a malformed file.
+    """
+    size = Path(path).stat().st_size
+    with StgvReader(path) as reader:
+        header = reader.header
+        config = unpack_model_config(header.config)
+        gops = []
+        totals = dict.fromkeys(KINDS, 0)
+        for index, entry in enumerate(reader.gops):
+            streams = stream_sizes(reader.read_chunk(index))
+            for kind in KINDS:
+                totals[kind] += streams[kind]
+            gops.append({"gop": index, "first_frame": entry.first_frame, "frames": entry.frame_count,
+                         "bytes": entry.length, "streams": streams})  # fmt: skip
+    pixels = header.width * header.height * header.frame_count
+    payload = sum(totals.values())
+    bits = {kind: 8 * value for kind, value in totals.items()}
+    bits["container"] = 8 * (size - payload)  # header, index, chunk lengths and CRCs
+    return {
+        "path": str(path),
+        "bytes": size,
+        "bpp": size * 8 / pixels,
+        "width": header.width,
+        "height": header.height,
+        "fps": f"{header.fps_num}/{header.fps_den}",
+        "frames": header.frame_count,
+        "gop_size": header.gop_size,
+        "gops": gops,
+        "model": asdict(config),
+        "bits": bits,
+        "bpp_by_stream": {kind: value / pixels for kind, value in bits.items()},
+    }
+
+
+def format_text(report: dict) -> str:
+    """The report of describe() as aligned text."""
+    lines = [
+        f"{report['path']}: {report['bytes']} bytes, {report['bpp']:.4f} bpp",
+        f"  video   {report['width']}x{report['height']}, {report['frames']} frames at {report['fps']} fps, "
+        f"GoPs of {report['gop_size']} ({len(report['gops'])} GoPs)",
+        "  model   " + ", ".join(f"{k}={v}" for k, v in report["model"].items()),
+        "  bits per stream:",
+    ]
+    total = sum(report["bits"].values())
+    for kind, bits in report["bits"].items():
+        lines.append(f"    {kind:<10} {bits:>12} bits  {report['bpp_by_stream'][kind]:.5f} bpp  {100 * bits / total:5.1f}%")
+    lines.append("  GoPs:")
+    for gop in report["gops"]:
+        parts = " ".join(f"{k}={v}" for k, v in gop["streams"].items())
+        lines.append(f"    {gop['gop']:>4}  frames {gop['first_frame']}-{gop['first_frame'] + gop['frames'] - 1}  {gop['bytes']:>8} bytes  {parts}")
+    return "\n".join(lines)

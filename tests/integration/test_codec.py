@@ -1,0 +1,116 @@
+"""encode -> .stgv -> decode on a tiny synthetic clip, through the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from stgvcodec.api import decode, encode
+from stgvcodec.cli import main
+from stgvcodec.config import FitConfig
+from stgvcodec.io import read_frames
+from stgvcodec.quant.qat import QuantConfig
+from tests.clips import moving_pattern, write_clip
+
+FIT = FitConfig(init_steps=60, deform_steps=60)
+QUANT = QuantConfig(steps=20, codebook_size=16)
+STEPS = "60,60,20"
+
+
+@pytest.fixture(scope="module")
+def coded(tmp_path_factory):
+    """A 7-frame 21x30 clip (GoPs of 4: frames 0-3 and 4-6), encoded once for the module."""
+    folder = tmp_path_factory.mktemp("codec")
+    video = moving_pattern(7, 21, 30)
+    clip = write_clip(folder / "clip.mkv", video)
+    recon: list[np.ndarray] = []
+    summary = encode(clip, folder / "clip.stgv", gaussians=60, gop_size=4, fit=FIT, quant=QUANT, quiet=True,
+                     reconstruction=recon)  # fmt: skip
+    return folder, video, summary, np.concatenate(recon)
+
+
+def test_decoder_reproduces_the_encoder_reconstruction_bit_exactly(coded):
+    folder, video, summary, recon = coded
+    assert recon.shape == video.shape
+    decode(folder / "clip.stgv", folder / "out.mkv")
+    decoded = np.stack(list(read_frames(folder / "out.mkv")))
+    np.testing.assert_array_equal(decoded, recon)
+
+
+def test_summary_uses_the_real_file(coded):
+    folder, video, summary, recon = coded
+    size = (folder / "clip.stgv").stat().st_size
+    assert summary.bytes == size and summary.bpp == pytest.approx(size * 8 / (7 * 21 * 30))
+    psnr = np.mean([10 * np.log10(255**2 / np.mean((r.astype(float) - v) ** 2)) for r, v in zip(recon, video)])
+    assert summary.psnr == pytest.approx(psnr, abs=0.2)  # summary averages per GoP, weighted by frames
+    assert summary.psnr > 18.0 and summary.ms_ssim is None
+    assert [g.frames for g in summary.gops] == [4, 3]
+
+
+def test_frame_range_decodes_only_what_is_asked(coded):
+    folder, video, summary, recon = coded
+    decode(folder / "clip.stgv", str(folder / "pngs") + "/", frames=(2, 4))
+    names = sorted(p.name for p in (folder / "pngs").iterdir())
+    assert names == ["frame_000000.png", "frame_000001.png", "frame_000002.png"]
+    with av.open(str(folder / "pngs" / names[1])) as container:
+        np.testing.assert_array_equal(next(container.decode(video=0)).to_ndarray(format="rgb24"), recon[3])
+
+
+def test_cli_encode_info_decode(tmp_path):
+    clip = write_clip(tmp_path / "clip.mkv", moving_pattern(5, 16, 18))
+    runner = CliRunner()
+    result = runner.invoke(main, ["encode", str(clip), str(tmp_path / "a.stgv"), "--gaussians", "40", "--gop", "5",
+                                  "--steps", STEPS, "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "bpp" in result.output and "PSNR" in result.output
+    result = runner.invoke(main, ["info", str(tmp_path / "a.stgv"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["frames"] == 5 and report["width"] == 18 and report["height"] == 16
+    assert sum(report["bits"].values()) == 8 * (tmp_path / "a.stgv").stat().st_size
+    text = runner.invoke(main, ["info", str(tmp_path / "a.stgv")]).output
+    assert "positions" in text and "network" in text
+    result = runner.invoke(main, ["decode", str(tmp_path / "a.stgv"), str(tmp_path / "a.y4m")])
+    assert result.exit_code == 0, result.output
+    assert len(list(read_frames(tmp_path / "a.y4m"))) == 5
+
+
+def test_decoder_imports_no_training_code(coded):
+    folder = coded[0]
+    script = (
+        "import sys; from stgvcodec.decode import decode; "
+        f"decode({str(folder / 'clip.stgv')!r}, {str(folder / 'iso.mkv')!r}); "
+        "bad = [m for m in sys.modules if m.startswith(('vector_quantize_pytorch', 'stgvcodec.train', "
+        "'stgvcodec.quant.qat', 'pytorch_msssim'))]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["encode", "{out}/missing.mp4", "{out}/x.stgv"], "no such file"),
+        (["encode", "{clip}", "{out}/x.stgv", "--bpp", "0.05", "--gaussians", "5"], "not both"),
+        (["encode", "{clip}", "{out}/x.stgv", "--bpp", "-1"], "--bpp"),
+        (["decode", "{bad}", "{out}/x.mkv"], "magic"),
+        (["decode", "{out}/missing.stgv", "{out}/x.mkv"], "missing.stgv"),
+        (["info", "{bad}"], "magic"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    clip = write_clip(tmp_path / "clip.mkv", moving_pattern(2, 8, 8))
+    bad = tmp_path / "bad.stgv"
+    bad.write_bytes(b"NOPE" + bytes(60))
+    args = [a.format(clip=clip, bad=bad, out=tmp_path) for a in args]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0].lower(), result.output
+    assert not (tmp_path / "{out}/x.stgv").exists() and not (tmp_path / "{out}/x.mkv").exists()
