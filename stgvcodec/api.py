@@ -5,9 +5,10 @@
         payload --decode_gop--> gop_model --render_gop--> reconstruction (what the decoder will show)
     header + payloads --write_stgv--> .stgv
 
-Rate control (--bpp): before each GoP, the bits left for the rest of the video are shared out
-over the frames still to code; the GoP's budget picks the number of Gaussians from the bits a
-Gaussian has cost so far (or a first estimate) after the deformation network's cost.
+Rate control (--bpp): the per-GoP share of the target picks a rung of RUNGS (deformation network
+and colour codebooks) that fits FIXED_SHARE of it. Before each GoP, the bits left for the rest of
+the video are shared out over the frames still to code, and the GoP's budget, less the network's
+measured (or estimated) cost, buys Gaussians at the bits a Gaussian has cost so far.
 """
 
 from __future__ import annotations
@@ -83,23 +84,27 @@ class RateModel:
     """Never fewer Gaussians than this."""
 
 
-def network_for_budget(bits: float) -> ModelConfig:
-    """The largest deformation network of a fixed ladder whose weights take at most ~35% of `bits`.
+RUNGS: list[tuple[ModelConfig, int, int]] = [
+    (ModelConfig(), 2, 64),
+    (ModelConfig(log2_table_size=8, width=64), 2, 64),
+    (ModelConfig(log2_table_size=7, levels=6, width=32), 2, 32),
+    (ModelConfig(log2_table_size=6, levels=4, width=16), 2, 16),
+    (ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 1, 16),
+]
+"""(deformation network, RVQ stages, codebook size) from the paper's configuration (71,813
+network weights) down to 589 weights; --bpp takes the largest rung that fits its budget."""
 
-    The ladder shrinks the hash tables first, then the levels and the MLP width; the paper's
-    configuration (tables of 2^10, 8 levels, width 128) is the top rung.
-    """
-    ladder = [
-        ModelConfig(),
-        ModelConfig(log2_table_size=8, width=64),
-        ModelConfig(log2_table_size=7, levels=6, width=32),
-        ModelConfig(log2_table_size=6, levels=4, width=16),
-        ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1),
-    ]
-    for config in ladder:
-        if sum(tensor_sizes(config)) * RateModel.bits_per_weight <= 0.35 * bits:
-            return config
-    return ladder[-1]
+FIXED_SHARE = 0.35
+"""Largest share of a GoP's bits the network and the colour codebooks may take under --bpp."""
+
+
+def settings_for_budget(bits: float) -> tuple[ModelConfig, int, int]:
+    """The largest rung of RUNGS whose network and codebooks fit FIXED_SHARE of `bits` (per GoP)."""
+    for config, stages, book in RUNGS:
+        fixed = sum(tensor_sizes(config)) * RateModel.bits_per_weight + 48 * stages * book
+        if fixed <= FIXED_SHARE * bits:
+            return config, stages, book
+    return RUNGS[-1]
 
 
 def encode(
@@ -166,8 +171,11 @@ def encode(
     height, width = frames[0].shape[:2]
     gops = split_gops(len(frames), gop_size)
     total_bits = bpp * width * height * len(frames) if bpp is not None else None
-    if model is None:
-        model = network_for_budget(total_bits / len(gops)) if total_bits else ModelConfig()
+    if total_bits is not None:
+        ladder_model, stages, book = settings_for_budget(total_bits / len(gops))
+        model = model or ladder_model
+        quant = replace(quant, rvq_stages=stages, codebook_size=book)
+    model = model or ModelConfig()
     model = unpack_model_config(pack_model_config(model))  # exactly what the decoder will read
     header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, len(frames), gop_size, pack_model_config(model))
     sizes = tensor_sizes(model)

@@ -114,3 +114,14 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0].lower(), result.output
     assert not (tmp_path / "{out}/x.stgv").exists() and not (tmp_path / "{out}/x.mkv").exists()
+
+
+def test_bpp_target_sets_the_size(tmp_path):
+    """A larger --bpp buys more Gaussians and a larger file; the summary reports the real size."""
+    clip = write_clip(tmp_path / "clip.mkv", moving_pattern(6, 40, 56))
+    sizes = []
+    for target in (1.0, 4.0):
+        summary = encode(clip, tmp_path / f"{target}.stgv", bpp=target, gop_size=6, fit=FIT, quant=QUANT, quiet=True)
+        assert summary.bytes == (tmp_path / f"{target}.stgv").stat().st_size
+        sizes.append((summary.bytes, summary.gops[0].gaussians))
+    assert sizes[1][0] > sizes[0][0] and sizes[1][1] > sizes[0][1]
