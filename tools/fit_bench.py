@@ -22,6 +22,7 @@ import torch
 
 from stgvcodec.config import ModelConfig, preset
 from stgvcodec.io import read_frames
+from stgvcodec.metrics import ms_ssim_skip_reason
 from stgvcodec.model import split_gops
 from stgvcodec.train.gop_fit import fit_gop
 
@@ -101,6 +102,7 @@ def main() -> None:
                 "height": clip.shape[1],
                 "psnr": result.psnr,
                 "ms_ssim": result.ms_ssim,
+                "ms_ssim_skipped": ms_ssim_skip_reason(clip.shape[1], clip.shape[2]),
                 "static_psnr": result.static_psnr,
                 "steps": result.steps,
                 "seconds": result.seconds,
