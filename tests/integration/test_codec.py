@@ -125,3 +125,20 @@ def test_bpp_target_sets_the_size(tmp_path):
         assert summary.bytes == (tmp_path / f"{target}.stgv").stat().st_size
         sizes.append((summary.bytes, summary.gops[0].gaussians))
     assert sizes[1][0] > sizes[0][0] and sizes[1][1] > sizes[0][1]
+
+
+def test_intact_gops_decode_when_another_is_corrupt(coded, tmp_path):
+    folder, video, summary, recon = coded
+    data = bytearray((folder / "clip.stgv").read_bytes())
+    from stgvcodec.bitstream import StgvReader
+
+    with StgvReader(folder / "clip.stgv") as reader:
+        second = reader.gops[1]
+    data[second.offset + second.length - 10] ^= 0xFF  # inside GoP 1's payload
+    broken = tmp_path / "broken.stgv"
+    broken.write_bytes(bytes(data))
+    decode(broken, tmp_path / "first.mkv", frames=(0, 3))
+    np.testing.assert_array_equal(np.stack(list(read_frames(tmp_path / "first.mkv"))), recon[:4])
+    result = CliRunner().invoke(main, ["decode", str(broken), str(tmp_path / "all.mkv")])
+    assert result.exit_code == 1 and "GoP 1 (frames 4-6)" in result.output and "CRC" in result.output
+    assert not (tmp_path / "all.mkv").exists()
