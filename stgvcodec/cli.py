@@ -53,22 +53,24 @@ def demo(source, output, frame, gaussians, steps, backend, device, seed, quiet) 
     """Fit Gaussians to one frame of SOURCE and write their render to OUTPUT (PNG)."""
     import torch
 
+    from .config import FitConfig, ModelConfig
+    from .decode import default_device
     from .io import read_frames, write_png
     from .metrics import to_uint8
-    from .train import ImageFitConfig, fit_image
+    from .train.gop_fit import fit_gop
 
     frames = list(read_frames(source, max_frames=frame + 1))
     if len(frames) <= frame:
         raise click.ClickException(f"{source}: has {len(frames)} frames, no frame {frame}")
     rgb = frames[frame]
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    image = torch.from_numpy(rgb).to(device=device, dtype=torch.float32) / 255.0
-    config = ImageFitConfig(gaussians=gaussians, steps=steps, seed=seed, backend=backend)
+    device = default_device(device)
+    # One frame, key-frame stage only: the canonical Gaussians a GoP starts from.
+    fit = FitConfig(init_steps=steps, deform_steps=0, gaussians=gaussians, seed=seed)
     start = time.perf_counter()
-    model, quality = fit_image(image, config, quiet=quiet)
-    seconds = time.perf_counter() - start
+    result = fit_gop(torch.from_numpy(rgb[None]).to(device), ModelConfig(), fit, backend=backend, quiet=quiet, label="fit")
+    seconds, quality = time.perf_counter() - start, result.psnr
     with torch.no_grad():
-        write_png(output, to_uint8(model.render(*rgb.shape[:2], backend)))
+        write_png(output, to_uint8(result.model.gaussians.render(*rgb.shape[:2], backend)))
     height, width = rgb.shape[:2]
     click.echo(
         f"fitted {gaussians} Gaussians to frame {frame} ({width}x{height}) in {seconds:.1f} s on {device}: "

@@ -1,5 +1,5 @@
-"""Fitting Gaussians to frames."""
+"""Fitting GoP models to frames: key-frame initialisation, then deformation training."""
 
-from .image_fit import ImageFitConfig, fit_image
+from .gop_fit import GopFit, fit_gop
 
-__all__ = ["ImageFitConfig", "fit_image"]
+__all__ = ["GopFit", "fit_gop"]
