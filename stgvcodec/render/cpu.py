@@ -105,33 +105,34 @@ if numba is not None:
         return p if s <= np.float32(CUTOFF) else np.float32(0.0)
 
     @_jit
+    def _strip_span(centres, extents, bi, n, height):
+        """Strips [first, last] that Gaussian n of image bi touches (first > last: none)."""
+        if extents[bi, n, 0] < 0.0:
+            return 1, 0
+        first, last = _row_range(centres[bi, n, 1], extents[bi, n, 1], height)
+        if first > last:
+            return 1, 0
+        return first // STRIP, last // STRIP
+
+    @_jit
     def _bin_strips(centres, extents, height, n_strips):
         """Lists, per (image, strip), the Gaussians whose row range meets the strip (CSR layout)."""
         batch, count = centres.shape[0], centres.shape[1]
         counts = np.zeros(batch * n_strips + 1, np.int64)
         for bi in range(batch):
             for n in range(count):
-                if extents[bi, n, 0] < 0.0:
-                    continue
-                first, last = _row_range(centres[bi, n, 1], extents[bi, n, 1], height)
-                if first > last:
-                    continue
-                for k in range(first // STRIP, last // STRIP + 1):
+                first, last = _strip_span(centres, extents, bi, n, height)
+                for k in range(first, last + 1):
                     counts[bi * n_strips + k + 1] += 1
         offsets = np.cumsum(counts)
         members = np.empty(offsets[-1], np.int32)
         fill = offsets[:-1].copy()
         for bi in range(batch):
             for n in range(count):
-                if extents[bi, n, 0] < 0.0:
-                    continue
-                first, last = _row_range(centres[bi, n, 1], extents[bi, n, 1], height)
-                if first > last:
-                    continue
-                for k in range(first // STRIP, last // STRIP + 1):
-                    key = bi * n_strips + k
-                    members[fill[key]] = n
-                    fill[key] += 1
+                first, last = _strip_span(centres, extents, bi, n, height)
+                for k in range(first, last + 1):
+                    members[fill[bi * n_strips + k]] = n
+                    fill[bi * n_strips + k] += 1
         return offsets, members
 
     @_pjit

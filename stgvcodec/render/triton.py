@@ -317,33 +317,15 @@ def _forward_kernel(centres_ptr, conics_ptr, colors_ptr, gauss_ptr, ranges_ptr, 
     from _bin; image_ptr [B, H, W, 3] float32 out (every pixel of the tile written).
     """
     tile = tl.program_id(0)
-    batch = tile // tiles_per_image
-    local = tile - batch * tiles_per_image
-    ty = local // tiles_x
-    tx = local - ty * tiles_x
-    pix = tl.arange(0, TILE * TILE)
-    row = ty * TILE + pix // TILE
-    col = tx * TILE + pix % TILE
-    px = col.to(tl.float32) + 0.5
-    py = row.to(tl.float32) + 0.5
-    start = tl.load(ranges_ptr + tile)
-    end = tl.load(ranges_ptr + tile + 1)
+    batch, row, col, px, py, start, end = _tile_pixels(tile, ranges_ptr, tiles_x, tiles_per_image, TILE)
 
     red = tl.zeros([TILE * TILE], dtype=tl.float32)
     green = tl.zeros([TILE * TILE], dtype=tl.float32)
     blue = tl.zeros([TILE * TILE], dtype=tl.float32)
     for first in range(start, end, BLOCK_G):
-        idx = first + tl.arange(0, BLOCK_G)
-        live = idx < end
-        g = tl.load(gauss_ptr + idx, mask=live, other=0).to(tl.int64)
-        x = tl.load(centres_ptr + 2 * g, mask=live, other=0.0)
-        y = tl.load(centres_ptr + 2 * g + 1, mask=live, other=0.0)
-        a = tl.load(conics_ptr + 3 * g, mask=live, other=1.0)
-        b = tl.load(conics_ptr + 3 * g + 1, mask=live, other=0.0)
-        c = tl.load(conics_ptr + 3 * g + 2, mask=live, other=1.0)
-        cr = tl.load(colors_ptr + 3 * g, mask=live, other=0.0)
-        cg = tl.load(colors_ptr + 3 * g + 1, mask=live, other=0.0)
-        cb = tl.load(colors_ptr + 3 * g + 2, mask=live, other=0.0)
+        live, g, x, y, a, b, c, cr, cg, cb = _load_chunk(
+            centres_ptr, conics_ptr, colors_ptr, gauss_ptr, first, end, BLOCK_G
+        )
         # [BLOCK_G, pixels]: pixels along the fast axis, so the sum over Gaussians stays in-thread.
         dx = px[None, :] - x[:, None]
         dy = py[None, :] - y[:, None]
@@ -374,17 +356,7 @@ def _backward_kernel(centres_ptr, conics_ptr, colors_ptr, gauss_ptr, ranges_ptr,
     Gaussian spans several tiles. Other pointers as in _forward_kernel; grad_image_ptr [B, H, W, 3].
     """
     tile = tl.program_id(0)
-    batch = tile // tiles_per_image
-    local = tile - batch * tiles_per_image
-    ty = local // tiles_x
-    tx = local - ty * tiles_x
-    pix = tl.arange(0, TILE * TILE)
-    row = ty * TILE + pix // TILE
-    col = tx * TILE + pix % TILE
-    px = col.to(tl.float32) + 0.5
-    py = row.to(tl.float32) + 0.5
-    start = tl.load(ranges_ptr + tile)
-    end = tl.load(ranges_ptr + tile + 1)
+    batch, row, col, px, py, start, end = _tile_pixels(tile, ranges_ptr, tiles_x, tiles_per_image, TILE)
 
     # Pixels past the frame's edge get G = 0, which zeroes all their terms.
     in_image = (row < height) & (col < width)
@@ -394,17 +366,9 @@ def _backward_kernel(centres_ptr, conics_ptr, colors_ptr, gauss_ptr, ranges_ptr,
     g_blue = tl.load(src + 2, mask=in_image, other=0.0)
 
     for first in range(start, end, BLOCK_G):
-        idx = first + tl.arange(0, BLOCK_G)
-        live = idx < end
-        g = tl.load(gauss_ptr + idx, mask=live, other=0).to(tl.int64)
-        x = tl.load(centres_ptr + 2 * g, mask=live, other=0.0)
-        y = tl.load(centres_ptr + 2 * g + 1, mask=live, other=0.0)
-        a = tl.load(conics_ptr + 3 * g, mask=live, other=1.0)
-        b = tl.load(conics_ptr + 3 * g + 1, mask=live, other=0.0)
-        c = tl.load(conics_ptr + 3 * g + 2, mask=live, other=1.0)
-        cr = tl.load(colors_ptr + 3 * g, mask=live, other=0.0)
-        cg = tl.load(colors_ptr + 3 * g + 1, mask=live, other=0.0)
-        cb = tl.load(colors_ptr + 3 * g + 2, mask=live, other=0.0)
+        live, g, x, y, a, b, c, cr, cg, cb = _load_chunk(
+            centres_ptr, conics_ptr, colors_ptr, gauss_ptr, first, end, BLOCK_G
+        )
         # [pixels, BLOCK_G]: Gaussians along the fast axis, so the sums over pixels are mostly in-thread.
         dx = px[:, None] - x[None, :]
         dy = py[:, None] - y[None, :]
@@ -425,3 +389,37 @@ def _backward_kernel(centres_ptr, conics_ptr, colors_ptr, gauss_ptr, ranges_ptr,
         tl.atomic_add(dst + 5, tl.sum(w * g_red[:, None], axis=0), mask=live, sem="relaxed")
         tl.atomic_add(dst + 6, tl.sum(w * g_green[:, None], axis=0), mask=live, sem="relaxed")
         tl.atomic_add(dst + 7, tl.sum(w * g_blue[:, None], axis=0), mask=live, sem="relaxed")
+
+
+@_jit
+def _tile_pixels(tile, ranges_ptr, tiles_x, tiles_per_image, TILE: tl.constexpr):
+    """A tile's image, its TILE * TILE pixels (row, column, centre x, centre y) and its pair range."""
+    batch = tile // tiles_per_image
+    local = tile - batch * tiles_per_image
+    ty = local // tiles_x
+    tx = local - ty * tiles_x
+    pix = tl.arange(0, TILE * TILE)
+    row = ty * TILE + pix // TILE
+    col = tx * TILE + pix % TILE
+    px = col.to(tl.float32) + 0.5
+    py = row.to(tl.float32) + 0.5
+    start = tl.load(ranges_ptr + tile)
+    end = tl.load(ranges_ptr + tile + 1)
+    return batch, row, col, px, py, start, end
+
+
+@_jit
+def _load_chunk(centres_ptr, conics_ptr, colors_ptr, gauss_ptr, first, end, BLOCK_G: tl.constexpr):
+    """Parameters of the BLOCK_G Gaussians at pair positions first.. (harmless values past `end`)."""
+    idx = first + tl.arange(0, BLOCK_G)
+    live = idx < end
+    g = tl.load(gauss_ptr + idx, mask=live, other=0).to(tl.int64)
+    x = tl.load(centres_ptr + 2 * g, mask=live, other=0.0)
+    y = tl.load(centres_ptr + 2 * g + 1, mask=live, other=0.0)
+    a = tl.load(conics_ptr + 3 * g, mask=live, other=1.0)
+    b = tl.load(conics_ptr + 3 * g + 1, mask=live, other=0.0)
+    c = tl.load(conics_ptr + 3 * g + 2, mask=live, other=1.0)
+    cr = tl.load(colors_ptr + 3 * g, mask=live, other=0.0)
+    cg = tl.load(colors_ptr + 3 * g + 1, mask=live, other=0.0)
+    cb = tl.load(colors_ptr + 3 * g + 2, mask=live, other=0.0)
+    return live, g, x, y, a, b, c, cr, cg, cb
