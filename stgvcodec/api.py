@@ -7,8 +7,9 @@
 
 Rate control (--bpp): the per-GoP share of the target picks a rung of RUNGS (deformation network
 and colour codebooks) that fits FIXED_SHARE of it. Before each GoP, the bits left for the rest of
-the video are shared out over the frames still to code, and the GoP's budget, less the network's
-measured (or estimated) cost, buys Gaussians at the bits a Gaussian has cost so far.
+the video are shared out over the frames still to code, and the GoP's budget, less the fixed cost
+of a GoP (network and side information, as measured so far, or estimated), buys Gaussians at the
+bits a Gaussian's own streams have cost so far.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class EncodeSummary:
 class RateModel:
     """How a bit budget becomes a number of Gaussians.
 
-    bits(GoP) ~= network_bits + N * bits_per_gaussian; both start from first estimates and are
+    bits(GoP) ~= fixed_bits + N * bits_per_gaussian; both start from first estimates and are
     replaced by the measured values of the GoPs already coded.
     """
 
@@ -184,16 +185,18 @@ def encode(
     overhead_bits = 8 * (64 + len(header.config) + 24 * len(gops))  # header, index, chunk framing
 
     def chunks():
-        spent_bits, network_bits, gaussian_bits, gaussian_count = overhead_bits, [], 0.0, 0
+        # Per GoP, bits split into a fixed part (network, side information) and a part per Gaussian
+        # (positions, shape, colour indices); both are re-estimated from the GoPs already coded.
+        spent_bits, fixed_bits, gaussian_bits, gaussian_count = overhead_bits, [], 0.0, 0
         for number, (first, count) in enumerate(gops):
             gop_start = time.perf_counter()
             clip = torch.from_numpy(np.stack(frames[first : first + count])).to(target)
             gop_fit = fit
             if total_bits is not None:
-                network = np.mean(network_bits) if network_bits else sum(sizes) * RateModel.bits_per_weight
+                fixed = np.mean(fixed_bits) if fixed_bits else sum(sizes) * RateModel.bits_per_weight
                 per_gaussian = gaussian_bits / gaussian_count if gaussian_count else RateModel.bits_per_gaussian
                 budget = (total_bits - spent_bits) * count / (len(frames) - first)
-                gop_fit = replace(fit, gaussians=max(RateModel.min_gaussians, int((budget - network) / per_gaussian)))
+                gop_fit = replace(fit, gaussians=max(RateModel.min_gaussians, int((budget - fixed) / per_gaussian)))
             label = f"GoP {number + 1}/{len(gops)}"
             fitted = fit_gop(clip, model, gop_fit, quiet=quiet, label=label)
             record = finetune(fitted.model, clip.float() / 255.0, quant, seed=seed, quiet=quiet, label=f"{label} QAT")
@@ -212,8 +215,8 @@ def encode(
             if reconstruction is not None:
                 reconstruction.append(recon)
             spent_bits += 8 * len(payload)
-            network_bits.append(8 * streams["network"])
-            gaussian_bits += 8 * len(payload) - network_bits[-1]
+            fixed_bits.append(8 * (streams["network"] + streams["side"]))
+            gaussian_bits += 8 * (len(payload) - streams["network"] - streams["side"])
             gaussian_count += report.gaussians
             if log is not None:
                 log(f"{label}: {report.gaussians} Gaussians, {len(payload)} bytes, PSNR {report.psnr:.2f} dB, {report.seconds:.1f} s")
