@@ -22,9 +22,11 @@ from .bitstream.gop import GopRecord, decode_gop
 from .bitstream.model_config import unpack_model_config
 from .config import ModelConfig
 from .gop import frame_times
+from .metrics import to_uint8
 from .model import DeformationField, Gaussians, GopModel
 from .quant.colours import dequantize_colours
 from .quant.quantizers import dequantize_cholesky, dequantize_tensor
+from .render import Backend
 
 RENDER_BATCH = 10
 """Frames rendered together; fixed, so every run computes with identical batch shapes."""
@@ -62,14 +64,14 @@ def gop_model(record: GopRecord, config: ModelConfig, device: torch.device) -> G
 
 
 @torch.no_grad()
-def render_gop(model: GopModel, count: int, height: int, width: int) -> np.ndarray:
+def render_gop(model: GopModel, count: int, height: int, width: int, backend: Backend = "auto") -> np.ndarray:
     """All `count` frames [T, H, W, 3] uint8 of a GoP, rendered RENDER_BATCH at a time."""
     device = model.gaussians.means.device
     times = torch.tensor(frame_times(count), dtype=torch.float32, device=device)
-    chunks = []
-    for first in range(0, count, RENDER_BATCH):
-        frames = model.render(times[first : first + RENDER_BATCH], height, width)
-        chunks.append(torch.floor(frames * 255.0 + 0.5).to(torch.uint8).cpu().numpy())
+    chunks = [
+        to_uint8(model.render(times[first : first + RENDER_BATCH], height, width, backend))
+        for first in range(0, count, RENDER_BATCH)
+    ]
     return np.concatenate(chunks)
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
 from ..config import FitConfig, ModelConfig
+from ..decode import render_gop
 from ..metrics import ms_ssim, psnr, to_uint8
 from ..model import Gaussians, GopModel, frame_times
 from ..render import Backend
@@ -102,7 +102,7 @@ def fit_gop(
         optimizer.param_groups[1]["lr"] *= decay
     bar.close()
 
-    decoded = render_frames(model, times, height, width, backend)
+    decoded = render_gop(model, count, height, width, backend)
     frame_psnr = [psnr(d, s) for d, s in zip(decoded, sources)]
     return GopFit(
         model=model,
@@ -113,15 +113,6 @@ def fit_gop(
         steps=fit.init_steps + fit.deform_steps,
         frame_psnr=frame_psnr,
     )
-
-
-@torch.no_grad()
-def render_frames(
-    model: GopModel, times: Tensor, height: int, width: int, backend: Backend, batch: int = 10
-) -> np.ndarray:
-    """uint8 frames [T, H, W, 3] of a GoP model, rendered `batch` at a time."""
-    chunks = [to_uint8(model.render(times[k : k + batch], height, width, backend)) for k in range(0, len(times), batch)]
-    return np.concatenate(chunks)
 
 
 def _step(optimizer: torch.optim.Optimizer, loss: Tensor, bar: tqdm, stage: str) -> None:
