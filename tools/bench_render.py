@@ -24,6 +24,7 @@ import sys
 import time
 
 import torch
+from _report import emit
 
 from stgvcodec.render import rasterize
 from stgvcodec.render.synthetic import random_gaussians
@@ -119,12 +120,7 @@ def main() -> None:
     if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
         for height, width, count in CASES:
             results.append(run_case(height, width, count, torch.device("cuda"), "triton", args.repeat))
-    report = {"torch": torch.__version__, "results": results}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as file:
-            file.write(text + "\n")
+    emit({"torch": torch.__version__, "results": results}, args.json)
 
 
 if __name__ == "__main__":

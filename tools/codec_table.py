@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import emit
 
 from stgvcodec.api import decode, encode
 from stgvcodec.info import describe
@@ -73,10 +74,7 @@ def main() -> None:
             }
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
-    text = json.dumps({"preset": args.preset, "rows": rows}, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit({"preset": args.preset, "rows": rows}, args.json)
 
 
 if __name__ == "__main__":

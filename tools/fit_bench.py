@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from _report import emit
 
 from stgvcodec.config import ModelConfig, preset
 from stgvcodec.io import read_frames
@@ -124,12 +125,7 @@ def main() -> None:
     base = [r for r in runs if r["variant"] in ("stgv", "custom")]
     if base:
         summary["static-keyframe"] = {"psnr": sum(r["static_psnr"] for r in base) / len(base)}
-    report = {"input": args.input, "crop": args.crop, "scale": args.scale, "runs": runs, "summary": summary}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as file:
-            file.write(text + "\n")
+    emit({"input": args.input, "crop": args.crop, "scale": args.scale, "runs": runs, "summary": summary}, args.json)
 
 
 if __name__ == "__main__":
