@@ -79,15 +79,14 @@ def demo(source, output, frame, gaussians, steps, backend, device, seed, quiet) 
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
+    from .io import parse_size
+
     if text is None:
         return None
     try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not WIDTHxHEIGHT") from None
-    if width < 1 or height < 1:
-        raise click.BadParameter(f"{text!r} must be positive")
-    return width, height
+        return parse_size(text)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def _frame_range(text: str | None) -> tuple[int, int] | None:

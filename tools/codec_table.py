@@ -22,12 +22,8 @@ from _report import emit
 
 from stgvcodec.api import decode, encode
 from stgvcodec.info import describe
-from stgvcodec.io import read_frames
+from stgvcodec.io import parse_size, read_frames
 from stgvcodec.metrics import ms_ssim, psnr
-
-
-def _size(text):
-    return tuple(int(v) for v in text.lower().split("x")) if text else None
 
 
 def main() -> None:
@@ -35,14 +31,14 @@ def main() -> None:
     parser.add_argument("input")
     parser.add_argument("--bpp", default="0.02,0.05,0.1,0.3")
     parser.add_argument("--frames", type=int, help="only the first N frames")
-    parser.add_argument("--crop")
-    parser.add_argument("--scale")
+    parser.add_argument("--crop", type=parse_size)
+    parser.add_argument("--scale", type=parse_size)
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--device")
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    options = {k: v for k, v in {"crop": _size(args.crop), "scale": _size(args.scale), "max_frames": args.frames}.items() if v}
+    options = {k: v for k, v in {"crop": args.crop, "scale": args.scale, "max_frames": args.frames}.items() if v}
     source = np.stack(list(read_frames(args.input, **options)))
     rows = []
     with tempfile.TemporaryDirectory() as folder:

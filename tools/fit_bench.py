@@ -22,7 +22,7 @@ import torch
 from _report import emit
 
 from stgvcodec.config import ModelConfig, preset
-from stgvcodec.io import read_frames
+from stgvcodec.io import parse_size, read_frames
 from stgvcodec.metrics import ms_ssim_skip_reason
 from stgvcodec.model import split_gops
 from stgvcodec.train.gop_fit import fit_gop
@@ -35,13 +35,6 @@ VARIANTS = {
 }
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    width, height = text.lower().split("x")
-    return int(width), int(height)
-
-
 def _range(text: str) -> tuple[int, int]:
     first, _, last = text.partition("-")
     return int(first), int(last or first)
@@ -50,8 +43,8 @@ def _range(text: str) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input")
-    parser.add_argument("--crop", help="centre crop WxH, before scaling")
-    parser.add_argument("--scale", help="resize to WxH")
+    parser.add_argument("--crop", type=parse_size, help="centre crop WxH, before scaling")
+    parser.add_argument("--scale", type=parse_size, help="resize to WxH")
     parser.add_argument("--gops", default="1-1", help="GoPs to fit, 1-based inclusive range A-B")
     parser.add_argument("--gop-size", type=int, default=10)
     parser.add_argument("--preset", default="fast")
@@ -68,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     first, last = _range(args.gops)
-    frames = list(read_frames(args.input, crop=_size(args.crop), scale=_size(args.scale)))
+    frames = list(read_frames(args.input, crop=args.crop, scale=args.scale))
     gops = split_gops(len(frames), args.gop_size)
     if not 1 <= first <= last <= len(gops):
         sys.exit(f"fit_bench: --gops {args.gops} outside 1-{len(gops)}")
@@ -125,7 +118,8 @@ def main() -> None:
     base = [r for r in runs if r["variant"] in ("stgv", "custom")]
     if base:
         summary["static-keyframe"] = {"psnr": sum(r["static_psnr"] for r in base) / len(base)}
-    emit({"input": args.input, "crop": args.crop, "scale": args.scale, "runs": runs, "summary": summary}, args.json)
+    sizes = {name: "x".join(map(str, value)) if value else None for name, value in (("crop", args.crop), ("scale", args.scale))}
+    emit({"input": args.input, **sizes, "runs": runs, "summary": summary}, args.json)
 
 
 if __name__ == "__main__":

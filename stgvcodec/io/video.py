@@ -36,6 +36,21 @@ class VideoInfo:
     files and PNG directories; 0 when there are none or the container does not say."""
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """"WIDTHxHEIGHT" -> (width, height), both >= 1.
+
+    Raises:
+        ValueError: with a one-line message naming the text.
+    """
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not WIDTHxHEIGHT") from None
+    if width < 1 or height < 1:
+        raise ValueError(f"{text!r} must be positive")
+    return width, height
+
+
 def check_crop(crop: tuple[int, int], width: int, height: int) -> None:
     """Raises VideoError unless a (width, height) crop fits a width x height frame."""
     if not (0 < crop[0] <= width and 0 < crop[1] <= height):
