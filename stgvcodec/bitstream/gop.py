@@ -23,15 +23,22 @@ from .streams import pack_streams, unpack_streams
 from .errors import BitstreamError
 
 MAX_GAUSSIANS = 1 << 22
-_HEAD = struct.Struct("<IBHBH")  # Gaussians, RVQ stages, codebook size, network tensors, first x key
+_HEAD = struct.Struct("<IBHBBH")  # Gaussians, RVQ stages, codebook size, network tensors and bits, first x key
 MAX_STAGES = 8
 MAX_CODEBOOK = 1 << 12
 MAX_TENSORS = 64
+MIN_TENSOR_BITS, MAX_TENSOR_BITS = 2, 8
+"""Range of the network precision P."""
+
+
+def network_levels(bits: int) -> int:
+    """Largest magnitude m = 2^(P-1) - 1 of a P-bit network symbol (symbols lie in [-m, m])."""
+    return (1 << (bits - 1)) - 1
 
 
 class Stream(IntEnum):
-    """Stream ids of a GoP payload, in the order they appear. Colour stage k has id COLOUR + k,
-    network tensor j id NETWORK + j."""
+    """Stream ids of a GoP payload, in the order they appear. Colour stage k has id COLOUR + k;
+    NETWORK holds the symbols of all network tensors, one after another."""
 
     PARAMS = 1
     POSITION_X = 2
@@ -61,9 +68,12 @@ class GopRecord:
     codebooks: np.ndarray
     """[M, B, 3] float16 residual-VQ codebooks."""
     tensor_symbols: list[np.ndarray]
-    """Per network tensor (DeformationField.named_parameters() order), int32 in [-127, 127], row-major."""
+    """Per network tensor (DeformationField.named_parameters() order), int32 in [-m, m] with
+    m = 2^(P-1) - 1, row-major."""
     tensor_scales: list[np.float32]
     """Per network tensor, its float32 step."""
+    network_bits: int = 8
+    """Precision P of the network symbols."""
 
     def sorted(self) -> GopRecord:
         """The same record with Gaussians in stream order (ascending x key, then y key)."""
@@ -78,6 +88,7 @@ class GopRecord:
             self.codebooks,
             self.tensor_symbols,
             self.tensor_scales,
+            self.network_bits,
         )
 
 
@@ -102,7 +113,7 @@ def encode_gop(record: GopRecord) -> bytes:
     first_x = int(keys[0, 0]) if count else 0
     params = b"".join(
         (
-            _HEAD.pack(count, stages, book, len(record.tensor_symbols), first_x),
+            _HEAD.pack(count, stages, book, len(record.tensor_symbols), record.network_bits, first_x),
             record.cholesky_gamma.astype("<f4").tobytes(),
             record.cholesky_beta.astype("<f4").tobytes(),
             record.codebooks.astype("<f2").tobytes(),
@@ -117,7 +128,8 @@ def encode_gop(record: GopRecord) -> bytes:
     ]
     streams += [(Stream.CHOLESKY_L1 + k, encode_symbols(record.cholesky_symbols[:, k])) for k in range(3)]
     streams += [(Stream.COLOUR + k, encode_symbols(record.colour_indices[:, k])) for k in range(stages)]
-    streams += [(Stream.NETWORK + j, encode_symbols(symbols)) for j, symbols in enumerate(record.tensor_symbols)]
+    network = np.concatenate([np.ravel(t) for t in record.tensor_symbols]) if record.tensor_symbols else np.zeros(0, np.int32)
+    streams.append((Stream.NETWORK, encode_symbols(network)))
     return pack_streams([(int(k), v) for k, v in streams])
 
 
@@ -138,7 +150,7 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int]) -> GopRecor
     if ids != expected_ids:
         raise BitstreamError(f"GoP payload: stream ids {ids} differ from the expected {expected_ids}")
     params = streams[0][1]
-    count, stages, book, tensors, first_x = _params_head(params)
+    count, stages, book, tensors, bits, first_x = _params_head(params)
     books_at = _HEAD.size + 24
     need = books_at + stages * book * 6 + 4 * tensors
     if len(params) != need:
@@ -167,7 +179,9 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int]) -> GopRecor
     means = keys_to_means(np.stack((x, y), axis=-1))
     cholesky = np.stack([symbols(count, 0, 255, f"Cholesky channel {k}") for k in range(3)], axis=-1)
     colours = np.stack([symbols(count, 0, book - 1, f"colour stage {k}") for k in range(stages)], axis=-1)
-    network = [symbols(size, -127, 127, f"network tensor {k}") for k, size in enumerate(tensor_sizes)]
+    levels = network_levels(bits)
+    network = symbols(sum(tensor_sizes), -levels, levels, "network")
+    network = np.split(network, np.cumsum(tensor_sizes)[:-1]) if tensor_sizes else []
     return GopRecord(
         means.reshape(count, 2),
         cholesky.reshape(count, 3).astype(np.int32),
@@ -177,6 +191,7 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int]) -> GopRecor
         codebooks,
         network,
         scales,
+        bits,
     )
 
 
@@ -202,26 +217,33 @@ def stream_sizes(payload: bytes | memoryview) -> dict[str, int]:
     return sizes
 
 
-def _params_head(params: memoryview | bytes) -> tuple[int, int, int, int, int]:
+def _params_head(params: memoryview | bytes) -> tuple[int, int, int, int, int, int]:
     if len(params) < _HEAD.size:
         raise BitstreamError(f"GoP payload: parameter stream of {len(params)} bytes is too short")
-    count, stages, book, tensors, first_x = _HEAD.unpack_from(params, 0)
-    if not (count <= MAX_GAUSSIANS and 1 <= stages <= MAX_STAGES and 1 <= book <= MAX_CODEBOOK and tensors <= MAX_TENSORS):
+    count, stages, book, tensors, bits, first_x = _HEAD.unpack_from(params, 0)
+    if not (
+        count <= MAX_GAUSSIANS
+        and 1 <= stages <= MAX_STAGES
+        and 1 <= book <= MAX_CODEBOOK
+        and tensors <= MAX_TENSORS
+        and MIN_TENSOR_BITS <= bits <= MAX_TENSOR_BITS
+    ):
         raise BitstreamError(
-            f"GoP payload: sizes out of range (Gaussians {count}, stages {stages}, codebook {book}, tensors {tensors})"
+            f"GoP payload: sizes out of range (Gaussians {count}, stages {stages}, codebook {book}, "
+            f"tensors {tensors}, network bits {bits})"
         )
-    return count, stages, book, tensors, first_x
+    return count, stages, book, tensors, bits, first_x
 
 
 def _expected_ids(streams, tensor_sizes: list[int]) -> list[int]:
     if not streams or streams[0][0] != Stream.PARAMS:
         raise BitstreamError("GoP payload: the first stream must be the parameter stream")
-    _, stages, _, tensors, _ = _params_head(streams[0][1])
+    _, stages, _, tensors, _, _ = _params_head(streams[0][1])
     if tensors != len(tensor_sizes):
         raise BitstreamError(f"GoP payload: {tensors} network tensors, the model configuration has {len(tensor_sizes)}")
     return (
         [Stream.PARAMS, Stream.POSITION_X, Stream.POSITION_Y_HIGH, Stream.POSITION_Y_LOW]
         + [Stream.CHOLESKY_L1, Stream.CHOLESKY_L2, Stream.CHOLESKY_L3]
         + [Stream.COLOUR + k for k in range(stages)]
-        + [Stream.NETWORK + j for j in range(tensors)]
+        + [Stream.NETWORK]
     )

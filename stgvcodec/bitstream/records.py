@@ -19,7 +19,7 @@ from stgvcodec.gop import split_gops
 
 MAGIC = b"STGV"
 """First four bytes of every .stgv file."""
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """The only version this code reads and writes."""
 
 MAX_DIMENSION = 16384

@@ -1,15 +1,12 @@
-"""Chunk payloads as sequences of named streams: (id u8, length u32, bytes), repeated to the end.
+"""Chunk payloads as sequences of named streams: (id u8, length varint, bytes), repeated to the end.
 
 Stream ids are defined by the caller (an IntEnum of the GoP payload); this module only frames them.
 """
 
 from __future__ import annotations
 
-import struct
-
 from stgvcodec.bitstream.errors import BitstreamError
-
-_STREAM_HEAD = struct.Struct("<BI")  # stream id, stream length
+from stgvcodec.entropy.varint import read_uvarint, write_uvarint
 
 
 def pack_streams(streams: list[tuple[int, bytes]]) -> bytes:
@@ -19,7 +16,7 @@ def pack_streams(streams: list[tuple[int, bytes]]) -> bytes:
         streams: (id, data) pairs; ids in 0..255, each at most once; data any bytes-like.
 
     Returns:
-        The concatenated (id u8, length u32, data) records.
+        The concatenated (id u8, length varint, data) records.
 
     Raises:
         ValueError: On an id outside 0..255, a repeated id, or data of 2**32 bytes or more.
@@ -32,7 +29,7 @@ def pack_streams(streams: list[tuple[int, bytes]]) -> bytes:
         if len(data) >= 1 << 32:
             raise ValueError(f"stream {stream_id} too long: {len(data)} bytes")
         seen.add(stream_id)
-        parts += [_STREAM_HEAD.pack(int(stream_id), len(data)), bytes(data)]
+        parts += [bytes([stream_id]), write_uvarint(len(data)), bytes(data)]
     return b"".join(parts)
 
 
@@ -51,12 +48,10 @@ def unpack_streams(payload: bytes | bytearray | memoryview) -> list[tuple[int, m
     seen: set[int] = set()
     offset = 0
     while offset < len(view):
-        if len(view) - offset < _STREAM_HEAD.size:
-            raise BitstreamError(f"stream head cut off at byte {offset} of the payload")
-        stream_id, length = _STREAM_HEAD.unpack_from(view, offset)
+        stream_id = view[offset]
         if stream_id in seen:
             raise BitstreamError(f"stream id {stream_id} repeated at byte {offset} of the payload")
-        start = offset + _STREAM_HEAD.size
+        length, start = read_uvarint(view, offset + 1, f"length of stream {stream_id} at byte {offset} of the payload")
         if length > len(view) - start:
             raise BitstreamError(
                 f"stream {stream_id} at byte {offset} of the payload declares {length} bytes, "

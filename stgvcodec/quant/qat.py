@@ -21,7 +21,7 @@ from ..bitstream.gop import GopRecord
 from ..model import GopModel, frame_times
 from ..render import Backend, rasterize
 from .colours import ColourRVQ
-from .quantizers import CholeskyQuantizer, fake_quantize_tensor, fp16_ste, quantize_tensor
+from .quantizers import TENSOR_BITS, CholeskyQuantizer, fake_quantize_tensor, fp16_ste, quantize_tensor
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class QuantConfig:
     """Residual VQ stages M for the colours."""
     codebook_size: int = 64
     """Colours per codebook B."""
+    network_bits: int = TENSOR_BITS
+    """Precision P of the hash-table and MLP symbols (2..8)."""
     lr_gaussians: float = 1e-3
     """Learning rate of positions, Cholesky factors and colours during fine-tuning."""
     lr_network: float = 1.6e-5
@@ -50,6 +52,7 @@ class QuantizedGop(torch.nn.Module):
         self.model = model
         self.cholesky = CholeskyQuantizer(model.gaussians.cholesky)
         self.colours = ColourRVQ(config.rvq_stages, config.codebook_size)
+        self.network_bits = config.network_bits
 
     def render(self, times: Tensor, height: int, width: int, backend: Backend) -> tuple[Tensor, Tensor]:
         """Frames [T, H, W, 3] of the fake-quantized model and the RVQ commitment loss."""
@@ -58,7 +61,7 @@ class QuantizedGop(torch.nn.Module):
         cholesky = self.cholesky(g.cholesky)
         colours, commitment = self.colours(g.colors)
         field = self.model.deformation
-        weights = {name: fake_quantize_tensor(p) for name, p in field.named_parameters()}
+        weights = {name: fake_quantize_tensor(p, self.network_bits) for name, p in field.named_parameters()}
         dmu, dc = functional_call(field, weights, (means, times))
         steps = times.shape[0]
         frames = rasterize(means + dmu, cholesky.expand(steps, *cholesky.shape), colours + dc, height, width, backend)
@@ -69,7 +72,7 @@ class QuantizedGop(torch.nn.Module):
         """The stream's view of the model: symbols, scales, codebooks."""
         g = self.model.gaussians
         indices, codebooks = self.colours.export(g.colors)
-        tensors = [quantize_tensor(p) for _, p in self.model.deformation.named_parameters()]
+        tensors = [quantize_tensor(p, self.network_bits) for _, p in self.model.deformation.named_parameters()]
         return GopRecord(
             means=g.means.detach().cpu().numpy().astype("float16"),
             cholesky_symbols=self.cholesky.symbols(g.cholesky).cpu().numpy().astype("int32"),
@@ -79,6 +82,7 @@ class QuantizedGop(torch.nn.Module):
             codebooks=codebooks,
             tensor_symbols=[symbols for symbols, _ in tensors],
             tensor_scales=[scale for _, scale in tensors],
+            network_bits=self.network_bits,
         )
 
 

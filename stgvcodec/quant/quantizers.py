@@ -3,8 +3,9 @@
     positions  x -> fp16(x)                                   (16-bit floats, exact in the stream)
     cholesky   l -> q = clamp(round((l - beta) / gamma), 0, 255), l^ = q gamma + beta
                gamma, beta per channel, learned (8-bit asymmetric, the paper's eq. for l_n)
-    tensors    w -> q = clamp(round(w / s), -127, 127), w^ = q s, s = max|w| / 127 per tensor
-               (hash tables and MLP weights; symmetric so the symbols peak at 0)
+    tensors    w -> q = clamp(round(w / s), -m, m), w^ = q s, s = max|w| / m per tensor,
+               m = 2^(P-1) - 1 for P bits (8 by default; hash tables and MLP weights;
+               symmetric so the symbols peak at 0)
     colours    residual VQ (colours.py)
 
 Dequantization is float32 arithmetic written once here and used by encoder and decoder alike.
@@ -16,10 +17,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..bitstream.gop import MAX_TENSOR_BITS, MIN_TENSOR_BITS, network_levels
+
 CHOLESKY_LEVELS = 255
 """Largest Cholesky symbol: 8 bits."""
-TENSOR_LEVELS = 127
-"""Largest magnitude of a hash-table or MLP symbol: 8 bits, symmetric."""
+TENSOR_BITS = 8
+"""Default precision P of hash-table and MLP symbols."""
+
+
+def tensor_levels(bits: int) -> int:
+    """Largest magnitude of a P-bit symmetric symbol: 2^(P-1) - 1 (127 for 8 bits)."""
+    if not MIN_TENSOR_BITS <= bits <= MAX_TENSOR_BITS:
+        raise ValueError(f"network precision {bits} bits outside {MIN_TENSOR_BITS}..{MAX_TENSOR_BITS}")
+    return network_levels(bits)
 
 
 def round_ste(x: Tensor) -> Tensor:
@@ -57,22 +67,23 @@ def dequantize_cholesky(symbols: np.ndarray, gamma: np.ndarray, beta: np.ndarray
     return symbols.astype(np.float32) * gamma.astype(np.float32) + beta.astype(np.float32)
 
 
-def tensor_scale(weight: Tensor) -> Tensor:
-    """Per-tensor step of the symmetric 8-bit quantizer, float32 (1 for an all-zero tensor)."""
+def tensor_scale(weight: Tensor, bits: int = TENSOR_BITS) -> Tensor:
+    """Per-tensor step of the symmetric P-bit quantizer, float32 (1 for an all-zero tensor)."""
     peak = weight.detach().abs().max()
-    return torch.where(peak > 0, peak / TENSOR_LEVELS, torch.ones_like(peak)).float()
+    return torch.where(peak > 0, peak / tensor_levels(bits), torch.ones_like(peak)).float()
 
 
-def fake_quantize_tensor(weight: Tensor) -> Tensor:
-    """Symmetric 8-bit quantization of a weight tensor, straight-through gradients."""
-    scale = tensor_scale(weight)
-    return torch.clamp(round_ste(weight / scale), -TENSOR_LEVELS, TENSOR_LEVELS) * scale
+def fake_quantize_tensor(weight: Tensor, bits: int = TENSOR_BITS) -> Tensor:
+    """Symmetric P-bit quantization of a weight tensor, straight-through gradients."""
+    scale, levels = tensor_scale(weight, bits), tensor_levels(bits)
+    return torch.clamp(round_ste(weight / scale), -levels, levels) * scale
 
 
-def quantize_tensor(weight: Tensor) -> tuple[np.ndarray, np.float32]:
-    """Symbols (int32, in [-127, 127]) and float32 scale of a tensor, flattened in row-major order."""
-    scale = tensor_scale(weight)
-    symbols = torch.clamp(torch.round(weight.detach() / scale), -TENSOR_LEVELS, TENSOR_LEVELS)
+def quantize_tensor(weight: Tensor, bits: int = TENSOR_BITS) -> tuple[np.ndarray, np.float32]:
+    """Symbols (int32, in [-m, m], m = 2^(P-1) - 1) and float32 scale of a tensor, flattened in
+    row-major order."""
+    scale, levels = tensor_scale(weight, bits), tensor_levels(bits)
+    symbols = torch.clamp(torch.round(weight.detach() / scale), -levels, levels)
     return symbols.cpu().numpy().astype(np.int32).ravel(), np.float32(scale.item())
 
 

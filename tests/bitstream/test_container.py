@@ -71,7 +71,7 @@ def test_layout_matches_the_spec_tables(small_file):
     """Parses the file by hand with struct, exactly as bitstream_spec.md's field tables say."""
     data = small_file.read_bytes()
     magic, version, body_length = struct.unpack_from("<4sHI", data, 0)
-    assert (magic, version, body_length) == (b"STGV", 1, 24 + 3)
+    assert (magic, version, body_length) == (b"STGV", 2, 24 + 3)
     fields = struct.unpack_from("<IIIIIHH", data, 10)
     assert fields == (32, 16, 30000, 1001, 12, 6, 3)
     assert data[34:37] == b"cfg"
@@ -96,7 +96,7 @@ def test_layout_matches_the_spec_tables(small_file):
     assert offset == len(data)
 
 
-GOLDEN_SHA256 = "01290a7d79c4113f06495e066a577a321f9ceb496780c1e0dd68df6f64fb01d7"
+GOLDEN_SHA256 = "2258883618486966f46a51ce85eb6aa009ce46c775664ee06d05fd84b8a0fb7a"  # version 2
 
 
 def test_golden_file(tmp_path):
@@ -171,9 +171,9 @@ def test_wrong_magic(small_file):
 
 def test_future_version(small_file):
     data = bytearray(small_file.read_bytes())
-    data[4:6] = struct.pack("<H", 2)
+    data[4:6] = struct.pack("<H", 3)
     small_file.write_bytes(bytes(data))
-    with pytest.raises(BitstreamError, match=r"^unsupported \.stgv version 2 \(this decoder reads 1\)$"):
+    with pytest.raises(BitstreamError, match=r"^unsupported \.stgv version 3 \(this decoder reads 2\)$"):
         StgvReader(small_file)
 
 
@@ -186,7 +186,7 @@ def test_trailing_bytes(small_file):
 def _header_record(fields, config=b"", body_length=None, appended=b""):
     """A header built by hand from the spec table, with a valid CRC."""
     body = struct.pack("<IIIIIHH", *fields, len(config)) + config + appended
-    record = struct.pack("<4sHI", b"STGV", 1, len(body) if body_length is None else body_length) + body
+    record = struct.pack("<4sHI", b"STGV", 2, len(body) if body_length is None else body_length) + body
     return record + struct.pack("<I", zlib.crc32(record))
 
 
@@ -218,7 +218,7 @@ def test_hand_built_file_reads(tmp_path):
 
 
 def test_appended_header_fields_are_skipped(tmp_path):
-    """A header body longer than version 1's fields (covered by the CRC) is accepted."""
+    """A header body longer than version 2's fields (covered by the CRC) is accepted."""
     header = _header_record(VALID_FIELDS, config=b"xy", appended=b"future fields")
     start = len(header) + len(_index_record([(0, 6, 0, 0)]))
     path = tmp_path / "appended.stgv"
@@ -321,7 +321,10 @@ def test_header_limits_are_checked_on_write():
 
 def test_streams_round_trip():
     streams = [(3, b"abc"), (0, b""), (255, bytes(300))]
-    unpacked = unpack_streams(pack_streams(streams))
+    packed = pack_streams(streams)
+    # id u8, then the length as a LEB128 varint (300 = 0xAC 0x02), then the data.
+    assert packed == b"\x03\x03abc" + b"\x00\x00" + b"\xff\xac\x02" + bytes(300)
+    unpacked = unpack_streams(packed)
     assert [(stream_id, bytes(data)) for stream_id, data in unpacked] == streams
     assert unpack_streams(b"") == []
 
@@ -329,13 +332,13 @@ def test_streams_round_trip():
 def test_streams_reject_bad_input():
     payload = pack_streams([(1, b"abcdef"), (2, b"xyz")])
     for end in range(1, len(payload)):
-        if end != 11:  # the boundary between the two streams
+        if end != 8:  # the boundary between the two streams
             with pytest.raises(BitstreamError):
                 unpack_streams(payload[:end])
     with pytest.raises(BitstreamError, match="repeated"):
         unpack_streams(pack_streams([(1, b"a")]) * 2)
     with pytest.raises(BitstreamError, match="declares 4294967295 bytes"):
-        unpack_streams(struct.pack("<BI", 1, 2**32 - 1))
+        unpack_streams(b"\x01\xff\xff\xff\xff\x0f")
     with pytest.raises(ValueError):
         pack_streams([(256, b"")])
     with pytest.raises(ValueError):

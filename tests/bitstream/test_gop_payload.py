@@ -11,12 +11,14 @@ from stgvcodec.bitstream import BitstreamError, pack_streams, unpack_streams
 from stgvcodec.bitstream.gop import GopRecord, decode_gop, encode_gop, keys_to_means, position_keys, stream_sizes
 from stgvcodec.bitstream.model_config import pack_model_config, unpack_model_config
 from stgvcodec.config import ModelConfig
+from stgvcodec.entropy import decode_symbols
 
 SIZES = [40, 7, 12]
 
 
-def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8) -> GopRecord:
+def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8, bits: int = 8) -> GopRecord:
     rng = np.random.default_rng(seed)
+    levels = (1 << (bits - 1)) - 1
     return GopRecord(
         means=rng.uniform(-1.1, 1.1, (count, 2)).astype(np.float16),
         cholesky_symbols=rng.integers(0, 256, (count, 3)).astype(np.int32),
@@ -24,8 +26,9 @@ def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8) -> GopRec
         cholesky_beta=rng.uniform(-1, 1, 3).astype(np.float32),
         colour_indices=rng.integers(0, book, (count, stages)).astype(np.int32),
         codebooks=rng.normal(0, 0.3, (stages, book, 3)).astype(np.float16),
-        tensor_symbols=[rng.integers(-127, 128, n).astype(np.int32) for n in SIZES],
+        tensor_symbols=[rng.integers(-levels, levels + 1, n).astype(np.int32) for n in SIZES],
         tensor_scales=[np.float32(s) for s in rng.uniform(1e-4, 1e-2, len(SIZES))],
+        network_bits=bits,
     )
 
 
@@ -36,11 +39,12 @@ def _assert_same(a: GopRecord, b: GopRecord) -> None:
     for x, y in zip(a.tensor_symbols, b.tensor_symbols):
         np.testing.assert_array_equal(x, y)
     assert a.tensor_scales == b.tensor_scales
+    assert a.network_bits == b.network_bits
 
 
-@pytest.mark.parametrize("count", [0, 1, 2, 500])
-def test_round_trip_in_stream_order(count):
-    record = _record(count)
+@pytest.mark.parametrize("count,bits", [(0, 8), (1, 8), (2, 2), (500, 8), (500, 4)])
+def test_round_trip_in_stream_order(count, bits):
+    record = _record(count, bits=bits)
     decoded = decode_gop(encode_gop(record), SIZES)
     _assert_same(decoded, record.sorted())
     keys = position_keys(decoded.means)
@@ -57,13 +61,17 @@ def test_position_keys_preserve_order_and_invert():
 def test_params_stream_follows_the_spec_layout():
     record = _record(3, stages=2, book=8).sorted()
     streams = unpack_streams(encode_gop(record))
-    assert [i for i, _ in streams] == [1, 2, 3, 4, 5, 6, 7, 16, 17, 64, 65, 66]
+    assert [i for i, _ in streams] == [1, 2, 3, 4, 5, 6, 7, 16, 17, 64]
     params = bytes(streams[0][1])
-    count, stages, book, tensors, first_x = struct.unpack_from("<IBHBH", params)
-    assert (count, stages, book, tensors, first_x) == (3, 2, 8, 3, position_keys(record.means)[0, 0])
-    assert len(params) == 10 + 24 + 6 * 2 * 8 + 4 * 3
-    np.testing.assert_array_equal(np.frombuffer(params, "<f4", 3, 10), record.cholesky_gamma)
-    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 48, 34).reshape(2, 8, 3), record.codebooks)
+    count, stages, book, tensors, bits, first_x = struct.unpack_from("<IBHBBH", params)
+    assert (count, stages, book, tensors, bits, first_x) == (3, 2, 8, 3, 8, position_keys(record.means)[0, 0])
+    assert len(params) == 11 + 24 + 6 * 2 * 8 + 4 * 3
+    np.testing.assert_array_equal(np.frombuffer(params, "<f4", 3, 11), record.cholesky_gamma)
+    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 48, 35).reshape(2, 8, 3), record.codebooks)
+    np.testing.assert_array_equal(np.frombuffer(params, "<f4", 3, 35 + 96), record.tensor_scales)
+    # One NETWORK stream: the tensors' symbols one after another.
+    network, _ = decode_symbols(streams[-1][1], 0, max_count=sum(SIZES))
+    np.testing.assert_array_equal(network, np.concatenate(record.tensor_symbols))
     sizes = stream_sizes(encode_gop(record))
     assert sum(sizes.values()) == len(encode_gop(record))
 
@@ -103,7 +111,9 @@ def _repack(payload: bytes, edit) -> bytes:
         (lambda s: s[1:], "first stream"),
         (lambda s: s[:-1], "stream ids"),
         (lambda s: [(1, s[0][1][:-1])] + s[1:], "parameter stream"),
-        (lambda s: [(1, struct.pack("<IBHBH", 1 << 23, 2, 8, 3, 0) + s[0][1][10:])] + s[1:], "out of range"),
+        (lambda s: [(1, struct.pack("<IBHBBH", 1 << 23, 2, 8, 3, 8, 0) + s[0][1][11:])] + s[1:], "out of range"),
+        (lambda s: [(1, s[0][1][:8] + b"\x09" + s[0][1][9:])] + s[1:], "network bits 9"),
+        (lambda s: [(1, s[0][1][:8] + b"\x01" + s[0][1][9:])] + s[1:], "network bits 1"),
     ],
 )
 def test_malformed_payloads_are_rejected(edit, message):
@@ -116,6 +126,13 @@ def test_out_of_range_symbols_are_rejected():
     record = _record(20, book=8)
     record.colour_indices[0, 0] = 9  # beyond the 8-entry codebook
     with pytest.raises(BitstreamError, match="colour stage 0"):
+        decode_gop(encode_gop(record), SIZES)
+
+
+def test_network_symbols_beyond_the_precision_are_rejected():
+    record = _record(20, bits=4)
+    record.tensor_symbols[1][0] = 8  # 4 bits: [-7, 7]
+    with pytest.raises(BitstreamError, match=r"network symbols outside \[-7, 7\]"):
         decode_gop(encode_gop(record), SIZES)
 
 

@@ -1,6 +1,7 @@
 """Quantizers: what training sees equals what the decoder dequantizes."""
 
 import numpy as np
+import pytest
 import torch
 
 from stgvcodec.quant.colours import ColourRVQ, dequantize_colours
@@ -39,13 +40,23 @@ def test_cholesky_quantizer_learns_scale_and_offset():
     assert cholesky.grad.abs().sum() > 0  # straight through
 
 
-def test_tensor_quantization_round_trip():
-    weight = torch.randn(7, 5) * 0.01
-    symbols, scale = quantize_tensor(weight)
-    assert symbols.dtype == np.int32 and np.abs(symbols).max() == 127
-    np.testing.assert_array_equal(dequantize_tensor(symbols, scale, (7, 5)), fake_quantize_tensor(weight).numpy())
+@pytest.mark.parametrize("bits,levels", [(8, 127), (6, 31), (4, 7), (2, 1)])
+def test_tensor_quantization_round_trip(bits, levels):
+    weight = torch.randn(7, 5, generator=torch.Generator().manual_seed(bits)) * 0.01
+    symbols, scale = quantize_tensor(weight, bits)
+    assert symbols.dtype == np.int32 and np.abs(symbols).max() == levels
+    assert scale == np.float32(weight.abs().max().item()) / np.float32(levels)
+    fake = fake_quantize_tensor(weight, bits)
+    np.testing.assert_array_equal(dequantize_tensor(symbols, scale, (7, 5)), fake.numpy())
+    assert (fake - weight).abs().max() <= scale / 2 * (1 + 1e-6)
     zero_symbols, zero_scale = quantize_tensor(torch.zeros(3))
     assert (zero_symbols == 0).all() and zero_scale == 1.0
+
+
+@pytest.mark.parametrize("bits", [1, 9])
+def test_tensor_precision_outside_the_format_is_refused(bits):
+    with pytest.raises(ValueError, match="network precision"):
+        quantize_tensor(torch.ones(3), bits)
 
 
 def test_fp16_straight_through():
