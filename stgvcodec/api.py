@@ -1,12 +1,12 @@
 """encode() and decode(): what the CLI and Python users call.
 
-    video --VideoReader--> frames --split_gops--> per GoP:
+    video --VideoReader (one GoP of frames in memory at a time)--> frames --split_gops--> per GoP:
         fit_gop (key-frame init, deformation) --finetune (QAT)--> GopRecord --encode_gop--> payload
         payload --decode_gop--> gop_model --render_gop--> reconstruction (what the decoder will show)
     header + payloads --write_stgv--> .stgv
 
-Rate control (--bpp): the per-GoP share of the target picks a rung of RUNGS (deformation network
-and colour codebooks) that fits FIXED_SHARE of it. Before each GoP, the bits left for the rest of
+Rate control (--bpp): the per-GoP share of the target picks a rung of RUNGS (deformation network,
+its precision, colour codebooks) whose fixed cost fits FIXED_SHARE of it. Before each GoP, the bits left for the rest of
 the video are shared out over the frames still to code, and the GoP's budget, less the fixed cost
 of a GoP (network and side information, as measured so far, or estimated), buys Gaussians at the
 bits a Gaussian's own streams have cost so far.
@@ -14,6 +14,7 @@ bits a Gaussian's own streams have cost so far.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,7 @@ from .bitstream.model_config import pack_model_config, unpack_model_config
 from .config import FitConfig, ModelConfig, preset
 from .decode import DecodeSummary, decode, default_device, gop_model, render_gop, tensor_sizes
 from .gop import split_gops
-from .io import VideoReader
+from .io import VideoError, VideoReader
 from .metrics import ms_ssim, psnr
 from .quant.qat import QuantConfig, finetune
 from .train.gop_fit import fit_gop
@@ -70,41 +71,66 @@ class EncodeSummary:
 
 
 @dataclass(frozen=True)
-class RateModel:
-    """How a bit budget becomes a number of Gaussians.
+class Rung:
+    """One step of the --bpp ladder: deformation network, its precision, and colour codebooks."""
 
-    bits(GoP) ~= fixed_bits + N * bits_per_gaussian; both start from first estimates and are
-    replaced by the measured values of the GoPs already coded.
-    """
-
-    bits_per_gaussian: float = 48.0
-    """First estimate: ~16 bits of position, ~12 of Cholesky, ~2 x 6 of colour indices, plus slack."""
-    bits_per_weight: float = 5.0
-    """First estimate of an 8-bit network symbol after entropy coding."""
-    min_gaussians: int = 16
-    """Never fewer Gaussians than this."""
+    model: ModelConfig
+    network_bits: int
+    rvq_stages: int
+    codebook_size: int
 
 
-RUNGS: list[tuple[ModelConfig, int, int]] = [
-    (ModelConfig(), 2, 64),
-    (ModelConfig(log2_table_size=8, width=64), 2, 64),
-    (ModelConfig(log2_table_size=7, levels=6, width=32), 2, 32),
-    (ModelConfig(log2_table_size=6, levels=4, width=16), 2, 16),
-    (ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 1, 16),
+RUNGS: list[Rung] = [
+    Rung(ModelConfig(), 8, 2, 64),
+    Rung(ModelConfig(log2_table_size=8, width=64), 8, 2, 64),
+    Rung(ModelConfig(log2_table_size=7, levels=6, width=32), 8, 2, 32),
+    Rung(ModelConfig(log2_table_size=6, levels=4, width=16), 6, 2, 16),
+    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 6, 1, 16),
+    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 4, 1, 16),
+    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 3, 1, 8),
 ]
-"""(deformation network, RVQ stages, codebook size) from the paper's configuration (71,813
-network weights) down to 589 weights; --bpp takes the largest rung that fits its budget."""
+"""From the paper's configuration (71,813 network weights, 8 bits, 2 x 64 colours) down to 589
+weights at 3 bits and 8 colours; --bpp takes the largest rung whose fixed cost fits its budget."""
 
 FIXED_SHARE = 0.35
-"""Largest share of a GoP's bits the network and the colour codebooks may take under --bpp."""
+"""Largest share of a GoP's bits the network, codebooks and side information may take under --bpp."""
 
 
-def settings_for_budget(bits: float) -> tuple[ModelConfig, int, int]:
-    """The largest rung of RUNGS whose network and codebooks fit FIXED_SHARE of `bits` (per GoP)."""
-    for config, stages, book in RUNGS:
-        fixed = sum(tensor_sizes(config)) * RateModel.bits_per_weight + 48 * stages * book
-        if fixed <= FIXED_SHARE * bits:
-            return config, stages, book
+class RateModel:
+    """First estimates of what a GoP costs: fixed bits (network, codebooks, side information) plus
+    bits per Gaussian. The encoder replaces both by the measured values of the GoPs it has coded."""
+
+    min_gaussians = 16
+    """Never fewer Gaussians than this."""
+
+    @staticmethod
+    def bits_per_weight(network_bits: int) -> float:
+        """A P-bit network symbol after entropy coding: about P bits, as the trained weights of the
+        small networks spread over the quantizer's whole range (6.1 bits at P = 6, 2.8 at P = 3,
+        measured on carphone); large hash tables, mostly untouched, cost less."""
+        return float(network_bits)
+
+    @staticmethod
+    def bits_per_gaussian(rung: Rung) -> float:
+        """~19 bits of position and ~18 of Cholesky symbols when Gaussians are many, more when they
+        are few (wider position gaps, histograms), plus the colour indices. Kept on the high side:
+        a first GoP that underspends leaves its bits to the next, one that overspends takes them."""
+        return 48.0 + rung.rvq_stages * np.log2(rung.codebook_size)
+
+    @staticmethod
+    def fixed_bits(rung: Rung) -> float:
+        """Network symbols, then PARAMS (head, Cholesky quantizer, codebooks, tensor scales) and
+        stream framing (section 8 of bitstream_spec.md)."""
+        sizes = tensor_sizes(rung.model)
+        side_bytes = 35 + 6 * rung.rvq_stages * rung.codebook_size + 4 * len(sizes) + 3 * (8 + rung.rvq_stages)
+        return sum(sizes) * RateModel.bits_per_weight(rung.network_bits) + 8 * side_bytes
+
+
+def settings_for_budget(bits: float) -> Rung:
+    """The largest rung of RUNGS whose fixed cost fits FIXED_SHARE of `bits` (per GoP)."""
+    for rung in RUNGS:
+        if RateModel.fixed_bits(rung) <= FIXED_SHARE * bits:
+            return rung
     return RUNGS[-1]
 
 
@@ -164,38 +190,49 @@ def encode(
     target = default_device(device)
     options = reader_options or {}
 
+    # A first pass counts the frames (containers' own counts are not reliable) and finds unreadable
+    # input before any fitting; the second, in chunks(), holds one GoP of frames at a time.
     with VideoReader(source, **options) as reader:
         info = reader.info
-        frames = list(reader)
-    if not frames:
+        frame_count = sum(1 for _ in reader)
+    if not frame_count:
         raise ValueError(f"{source}: has no frames")
-    height, width = frames[0].shape[:2]
-    gops = split_gops(len(frames), gop_size)
-    total_bits = bpp * width * height * len(frames) if bpp is not None else None
+    height, width = info.height, info.width
+    gops = split_gops(frame_count, gop_size)
+    total_bits = bpp * width * height * frame_count if bpp is not None else None
+    rung = Rung(model or ModelConfig(), quant.network_bits, quant.rvq_stages, quant.codebook_size)
     if total_bits is not None:
-        ladder_model, stages, book = settings_for_budget(total_bits / len(gops))
-        model = model or ladder_model
-        quant = replace(quant, rvq_stages=stages, codebook_size=book)
-    model = model or ModelConfig()
+        rung = settings_for_budget(total_bits / len(gops))
+        rung = replace(rung, model=model or rung.model)
+        quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
+    model = rung.model
     model = unpack_model_config(pack_model_config(model))  # exactly what the decoder will read
-    header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, len(frames), gop_size, pack_model_config(model))
+    header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, frame_count, gop_size, pack_model_config(model))
     sizes = tensor_sizes(model)
     reports: list[GopReport] = []
 
     overhead_bits = 8 * (64 + len(header.config) + 24 * len(gops))  # header, index, chunk framing
 
     def chunks():
+        with VideoReader(source, **options) as reader:
+            yield from coded_gops(iter(reader))
+
+    def coded_gops(stream):
         # Per GoP, bits split into a fixed part (network, side information) and a part per Gaussian
         # (positions, shape, colour indices); both are re-estimated from the GoPs already coded.
         spent_bits, fixed_bits, gaussian_bits, gaussian_count = overhead_bits, [], 0.0, 0
         for number, (first, count) in enumerate(gops):
             gop_start = time.perf_counter()
-            clip = torch.from_numpy(np.stack(frames[first : first + count])).to(target)
+            read = list(itertools.islice(stream, count))
+            if len(read) != count:
+                raise VideoError(f"{source}: {first + len(read)} frames on a second reading, {frame_count} on the first")
+            sources = np.stack(read)
+            clip = torch.from_numpy(sources).to(target)
             gop_fit = fit
             if total_bits is not None:
-                fixed = np.mean(fixed_bits) if fixed_bits else sum(sizes) * RateModel.bits_per_weight
-                per_gaussian = gaussian_bits / gaussian_count if gaussian_count else RateModel.bits_per_gaussian
-                budget = (total_bits - spent_bits) * count / (len(frames) - first)
+                fixed = np.mean(fixed_bits) if fixed_bits else RateModel.fixed_bits(rung)
+                per_gaussian = gaussian_bits / gaussian_count if gaussian_count else RateModel.bits_per_gaussian(rung)
+                budget = (total_bits - spent_bits) * count / (frame_count - first)
                 gop_fit = replace(fit, gaussians=max(RateModel.min_gaussians, int((budget - fixed) / per_gaussian)))
             label = f"GoP {number + 1}/{len(gops)}"
             fitted = fit_gop(clip, model, gop_fit, quiet=quiet, label=label)
@@ -204,7 +241,6 @@ def encode(
             # Closed loop: the reported reconstruction is the decoder's, from the payload's symbols.
             decoded = decode_gop(payload, sizes)
             recon = render_gop(gop_model(decoded, model, target), count, height, width)
-            sources = np.stack(frames[first : first + count])
             streams = stream_sizes(payload)
             report = GopReport(
                 first, count, decoded.means.shape[0], len(payload),
@@ -227,11 +263,11 @@ def encode(
     quality = [r.ms_ssim for r in reports]
     return EncodeSummary(
         path=str(output),
-        frames=len(frames),
+        frames=frame_count,
         width=width,
         height=height,
         bytes=size,
-        bpp=size * 8 / (len(frames) * width * height),
+        bpp=size * 8 / (frame_count * width * height),
         psnr=float(np.average([r.psnr for r in reports], weights=[r.frames for r in reports])),
         ms_ssim=None if None in quality else float(np.average(quality, weights=[r.frames for r in reports])),
         seconds=time.perf_counter() - start,

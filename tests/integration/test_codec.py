@@ -142,3 +142,36 @@ def test_intact_gops_decode_when_another_is_corrupt(coded, tmp_path):
     result = CliRunner().invoke(main, ["decode", str(broken), str(tmp_path / "all.mkv")])
     assert result.exit_code == 1 and "GoP 1 (frames 4-6)" in result.output and "CRC" in result.output
     assert not (tmp_path / "all.mkv").exists()
+
+
+def test_low_precision_network_decodes_bit_exactly(tmp_path):
+    """A 3-bit network (the lowest --bpp rungs) travels through the stream and decodes exactly."""
+    from stgvcodec.bitstream import StgvReader
+    from stgvcodec.bitstream.gop import decode_gop
+    from stgvcodec.bitstream.model_config import unpack_model_config
+    from stgvcodec.decode import tensor_sizes
+
+    clip = write_clip(tmp_path / "clip.mkv", moving_pattern(4, 21, 30))
+    recon: list[np.ndarray] = []
+    quant = QuantConfig(steps=20, codebook_size=8, network_bits=3)
+    encode(clip, tmp_path / "clip.stgv", gaussians=30, fit=FIT, quant=quant, quiet=True, reconstruction=recon)
+    with StgvReader(tmp_path / "clip.stgv") as reader:
+        record = decode_gop(reader.read_chunk(0), tensor_sizes(unpack_model_config(reader.header.config)))
+    assert record.network_bits == 3
+    symbols = np.concatenate(record.tensor_symbols)
+    assert np.abs(symbols).max() == 3  # each tensor's peak lands on the largest 3-bit level
+    decode(tmp_path / "clip.stgv", tmp_path / "out.mkv")
+    np.testing.assert_array_equal(np.stack(list(read_frames(tmp_path / "out.mkv"))), recon[0])
+
+
+def test_rate_ladder_fits_the_budget():
+    """Each budget gets the largest rung whose estimated fixed cost fits its share; smaller rungs
+    for smaller budgets; the last rung when nothing fits."""
+    from stgvcodec.api import FIXED_SHARE, RUNGS, RateModel, settings_for_budget
+
+    costs = [RateModel.fixed_bits(rung) for rung in RUNGS]
+    assert costs == sorted(costs, reverse=True)
+    for k, cost in enumerate(costs):
+        assert settings_for_budget(cost / FIXED_SHARE) == RUNGS[k]
+        assert settings_for_budget(cost / FIXED_SHARE * 0.999) == RUNGS[min(k + 1, len(RUNGS) - 1)]
+    assert settings_for_budget(1.0) == RUNGS[-1]
