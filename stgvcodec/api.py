@@ -251,8 +251,9 @@ def encode(
             if reconstruction is not None:
                 reconstruction.append(recon)
             spent_bits += 8 * len(payload)
-            fixed_bits.append(8 * (streams["network"] + streams["side"]))
-            gaussian_bits += 8 * (len(payload) - streams["network"] - streams["side"])
+            fixed = streams["hash"] + streams["mlp"] + streams["side"]
+            fixed_bits.append(8 * fixed)
+            gaussian_bits += 8 * (len(payload) - fixed)
             gaussian_count += report.gaussians
             if log is not None:
                 log(f"{label}: {report.gaussians} Gaussians, {len(payload)} bytes, PSNR {report.psnr:.2f} dB, {report.seconds:.1f} s")

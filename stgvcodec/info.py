@@ -7,10 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .bitstream import StgvReader
-from .bitstream.gop import stream_sizes
+from .bitstream.gop import STREAM_KINDS, stream_sizes
 from .bitstream.model_config import unpack_model_config
-
-KINDS = ("positions", "shape", "colour", "network", "side")
 
 
 def describe(path: str | os.PathLike) -> dict:
@@ -24,10 +22,10 @@ def describe(path: str | os.PathLike) -> dict:
         header = reader.header
         config = unpack_model_config(header.config)
         gops = []
-        totals = dict.fromkeys(KINDS, 0)
+        totals = dict.fromkeys(STREAM_KINDS, 0)
         for index, entry in enumerate(reader.gops):
             streams = stream_sizes(reader.read_chunk(index))
-            for kind in KINDS:
+            for kind in STREAM_KINDS:
                 totals[kind] += streams[kind]
             gops.append({"gop": index, "first_frame": entry.first_frame, "frames": entry.frame_count,
                          "bytes": entry.length, "streams": streams})  # fmt: skip

@@ -27,6 +27,8 @@ _HEAD = struct.Struct("<IBHBBH")  # Gaussians, RVQ stages, codebook size, networ
 MAX_STAGES = 8
 MAX_CODEBOOK = 1 << 12
 MAX_TENSORS = 64
+MLP_TENSORS = 8
+"""The last 8 network tensors are the MLP's (W1, b1, W2, b2, W_mu, b_mu, W_c, b_c)."""
 MIN_TENSOR_BITS, MAX_TENSOR_BITS = 2, 8
 """Range of the network precision P."""
 
@@ -37,8 +39,9 @@ def network_levels(bits: int) -> int:
 
 
 class Stream(IntEnum):
-    """Stream ids of a GoP payload, in the order they appear. Colour stage k has id COLOUR + k;
-    NETWORK holds the symbols of all network tensors, one after another."""
+    """Stream ids of a GoP payload, in the order they appear. Colour stage k has id COLOUR + k.
+    HASH holds the symbols of the encoding's tensors (hash tables, or feature planes) one after
+    another, MLP those of the MLP_TENSORS tensors of the MLP."""
 
     PARAMS = 1
     POSITION_X = 2
@@ -48,7 +51,8 @@ class Stream(IntEnum):
     CHOLESKY_L2 = 6
     CHOLESKY_L3 = 7
     COLOUR = 16
-    NETWORK = 64
+    HASH = 64
+    MLP = 65
 
 
 @dataclass
@@ -128,8 +132,9 @@ def encode_gop(record: GopRecord) -> bytes:
     ]
     streams += [(Stream.CHOLESKY_L1 + k, encode_symbols(record.cholesky_symbols[:, k])) for k in range(3)]
     streams += [(Stream.COLOUR + k, encode_symbols(record.colour_indices[:, k])) for k in range(stages)]
-    network = np.concatenate([np.ravel(t) for t in record.tensor_symbols]) if record.tensor_symbols else np.zeros(0, np.int32)
-    streams.append((Stream.NETWORK, encode_symbols(network)))
+    split = len(record.tensor_symbols) - MLP_TENSORS
+    for stream_id, tensors in ((Stream.HASH, record.tensor_symbols[:split]), (Stream.MLP, record.tensor_symbols[split:])):
+        streams.append((stream_id, encode_symbols(np.concatenate([np.ravel(t) for t in tensors] + [np.zeros(0, np.int32)]))))
     return pack_streams([(int(k), v) for k, v in streams])
 
 
@@ -180,8 +185,11 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int]) -> GopRecor
     cholesky = np.stack([symbols(count, 0, 255, f"Cholesky channel {k}") for k in range(3)], axis=-1)
     colours = np.stack([symbols(count, 0, book - 1, f"colour stage {k}") for k in range(stages)], axis=-1)
     levels = network_levels(bits)
-    network = symbols(sum(tensor_sizes), -levels, levels, "network")
-    network = np.split(network, np.cumsum(tensor_sizes)[:-1]) if tensor_sizes else []
+    network = []
+    split = len(tensor_sizes) - MLP_TENSORS
+    for sizes, what in ((tensor_sizes[:split], "hash"), (tensor_sizes[split:], "MLP")):
+        values = symbols(sum(sizes), -levels, levels, f"{what} network")
+        network += np.split(values, np.cumsum(sizes)[:-1]) if sizes else []
     return GopRecord(
         means.reshape(count, 2),
         cholesky.reshape(count, 3).astype(np.int32),
@@ -195,11 +203,17 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int]) -> GopRecor
     )
 
 
+STREAM_KINDS = ("positions", "shape", "colour", "hash", "mlp", "side")
+"""What streams code, for reports: Gaussian positions, shapes (Cholesky), colour (RVQ indices),
+hash (the encoding's tables, or planes), mlp, and side (sizes, scales, codebooks, framing)."""
+
+
 def stream_kind(stream_id: int) -> str:
-    """What a stream codes, for reports: "side" (sizes, scales, codebooks), "positions",
-    "shape" (Cholesky), "colour" (RVQ indices) or "network" (hash tables and MLP)."""
-    if stream_id >= Stream.NETWORK:
-        return "network"
+    """The STREAM_KINDS entry of a stream id."""
+    if stream_id == Stream.MLP:
+        return "mlp"
+    if stream_id == Stream.HASH:
+        return "hash"
     if stream_id >= Stream.COLOUR:
         return "colour"
     if stream_id >= Stream.CHOLESKY_L1:
@@ -209,7 +223,7 @@ def stream_kind(stream_id: int) -> str:
 
 def stream_sizes(payload: bytes | memoryview) -> dict[str, int]:
     """Bytes of a GoP payload per kind of stream (stream framing counted as side information)."""
-    sizes = dict.fromkeys(("positions", "shape", "colour", "network", "side"), 0)
+    sizes = dict.fromkeys(STREAM_KINDS, 0)
     streams = unpack_streams(payload)
     for stream_id, view in streams:
         sizes[stream_kind(stream_id)] += len(view)
@@ -239,11 +253,11 @@ def _expected_ids(streams, tensor_sizes: list[int]) -> list[int]:
     if not streams or streams[0][0] != Stream.PARAMS:
         raise BitstreamError("GoP payload: the first stream must be the parameter stream")
     _, stages, _, tensors, _, _ = _params_head(streams[0][1])
-    if tensors != len(tensor_sizes):
+    if tensors != len(tensor_sizes) or tensors < MLP_TENSORS:
         raise BitstreamError(f"GoP payload: {tensors} network tensors, the model configuration has {len(tensor_sizes)}")
     return (
         [Stream.PARAMS, Stream.POSITION_X, Stream.POSITION_Y_HIGH, Stream.POSITION_Y_LOW]
         + [Stream.CHOLESKY_L1, Stream.CHOLESKY_L2, Stream.CHOLESKY_L3]
         + [Stream.COLOUR + k for k in range(stages)]
-        + [Stream.NETWORK]
+        + [Stream.HASH, Stream.MLP]
     )

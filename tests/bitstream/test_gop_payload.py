@@ -13,7 +13,7 @@ from stgvcodec.bitstream.model_config import pack_model_config, unpack_model_con
 from stgvcodec.config import ModelConfig
 from stgvcodec.entropy import decode_symbols
 
-SIZES = [40, 7, 12]
+SIZES = [40, 30, 24, 4, 16, 4, 8, 2, 12, 3]  # two hash tables, then the 8 MLP tensors
 
 
 def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8, bits: int = 8) -> GopRecord:
@@ -61,17 +61,19 @@ def test_position_keys_preserve_order_and_invert():
 def test_params_stream_follows_the_spec_layout():
     record = _record(3, stages=2, book=8).sorted()
     streams = unpack_streams(encode_gop(record))
-    assert [i for i, _ in streams] == [1, 2, 3, 4, 5, 6, 7, 16, 17, 64]
+    assert [i for i, _ in streams] == [1, 2, 3, 4, 5, 6, 7, 16, 17, 64, 65]
     params = bytes(streams[0][1])
     count, stages, book, tensors, bits, first_x = struct.unpack_from("<IBHBBH", params)
-    assert (count, stages, book, tensors, bits, first_x) == (3, 2, 8, 3, 8, position_keys(record.means)[0, 0])
-    assert len(params) == 11 + 24 + 6 * 2 * 8 + 4 * 3
+    assert (count, stages, book, tensors, bits, first_x) == (3, 2, 8, 10, 8, position_keys(record.means)[0, 0])
+    assert len(params) == 11 + 24 + 6 * 2 * 8 + 4 * 10
     np.testing.assert_array_equal(np.frombuffer(params, "<f4", 3, 11), record.cholesky_gamma)
     np.testing.assert_array_equal(np.frombuffer(params, "<f2", 48, 35).reshape(2, 8, 3), record.codebooks)
-    np.testing.assert_array_equal(np.frombuffer(params, "<f4", 3, 35 + 96), record.tensor_scales)
-    # One NETWORK stream: the tensors' symbols one after another.
-    network, _ = decode_symbols(streams[-1][1], 0, max_count=sum(SIZES))
-    np.testing.assert_array_equal(network, np.concatenate(record.tensor_symbols))
+    np.testing.assert_array_equal(np.frombuffer(params, "<f4", 10, 35 + 96), record.tensor_scales)
+    # HASH holds the encoding's tensors one after another, MLP the last 8 tensors.
+    hash_symbols, _ = decode_symbols(streams[-2][1], 0, max_count=70)
+    np.testing.assert_array_equal(hash_symbols, np.concatenate(record.tensor_symbols[:2]))
+    mlp_symbols, _ = decode_symbols(streams[-1][1], 0, max_count=sum(SIZES) - 70)
+    np.testing.assert_array_equal(mlp_symbols, np.concatenate(record.tensor_symbols[2:]))
     sizes = stream_sizes(encode_gop(record))
     assert sum(sizes.values()) == len(encode_gop(record))
 
@@ -111,7 +113,7 @@ def _repack(payload: bytes, edit) -> bytes:
         (lambda s: s[1:], "first stream"),
         (lambda s: s[:-1], "stream ids"),
         (lambda s: [(1, s[0][1][:-1])] + s[1:], "parameter stream"),
-        (lambda s: [(1, struct.pack("<IBHBBH", 1 << 23, 2, 8, 3, 8, 0) + s[0][1][11:])] + s[1:], "out of range"),
+        (lambda s: [(1, struct.pack("<IBHBBH", 1 << 23, 2, 8, 10, 8, 0) + s[0][1][11:])] + s[1:], "out of range"),
         (lambda s: [(1, s[0][1][:8] + b"\x09" + s[0][1][9:])] + s[1:], "network bits 9"),
         (lambda s: [(1, s[0][1][:8] + b"\x01" + s[0][1][9:])] + s[1:], "network bits 1"),
     ],
@@ -132,7 +134,7 @@ def test_out_of_range_symbols_are_rejected():
 def test_network_symbols_beyond_the_precision_are_rejected():
     record = _record(20, bits=4)
     record.tensor_symbols[1][0] = 8  # 4 bits: [-7, 7]
-    with pytest.raises(BitstreamError, match=r"network symbols outside \[-7, 7\]"):
+    with pytest.raises(BitstreamError, match=r"hash network symbols outside \[-7, 7\]"):
         decode_gop(encode_gop(record), SIZES)
 
 

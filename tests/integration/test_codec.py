@@ -75,7 +75,7 @@ def test_cli_encode_info_decode(tmp_path):
     assert report["frames"] == 5 and report["width"] == 18 and report["height"] == 16
     assert sum(report["bits"].values()) == 8 * (tmp_path / "a.stgv").stat().st_size
     text = runner.invoke(main, ["info", str(tmp_path / "a.stgv")]).output
-    assert "positions" in text and "network" in text
+    assert all(kind in text for kind in ("positions", "shape", "colour", "hash", "mlp", "side", "container"))
     result = runner.invoke(main, ["decode", str(tmp_path / "a.stgv"), str(tmp_path / "a.y4m")])
     assert result.exit_code == 0, result.output
     assert len(list(read_frames(tmp_path / "a.y4m"))) == 5
