@@ -62,7 +62,7 @@ from bjontegaard import bd_psnr, bd_rate
 
 import stgvcodec
 from stgvcodec.io import VideoError, VideoReader, parse_size, read_frames
-from stgvcodec.io.atomic import StagedPath
+from stgvcodec.io.atomic import staged_file, write_atomic
 from stgvcodec.metrics import ms_ssim, ms_ssim_skip_reason, psnr
 
 STGV = "stgv"
@@ -214,8 +214,8 @@ def run(args: argparse.Namespace, source: Source) -> None:
         "bd": bd,
     }
     paths = {"json": out / "rd.json", "csv": out / "rd.csv", "png": out / "rd.png"}
-    _write_text(paths["json"], json.dumps(report, indent=2) + "\n")
-    _write_text(paths["csv"], _csv_text(records))
+    write_atomic(paths["json"], (json.dumps(report, indent=2) + "\n").encode())
+    write_atomic(paths["csv"], _csv_text(records).encode())
     plot(records, source, paths["png"], log_x=args.log_x)
     print(format_table(records, bd), file=sys.stderr)
     summary = {name: str(path) for name, path in paths.items()}
@@ -357,7 +357,7 @@ def _point_record(point: Point, source: Source, args: argparse.Namespace, cache:
     else:
         record = _anchor_point(point, source, args, cache / f"{stem}.mp4", scratch)
     record = {name: _finite(record.get(name)) for name in (*FIELDS, *_bits_fields([record]))}
-    _write_text(cached, json.dumps(record, indent=2) + "\n")
+    write_atomic(cached, (json.dumps(record, indent=2) + "\n").encode())
     return record
 
 
@@ -621,13 +621,8 @@ def plot(records: list[dict], source: Source, path: Path, log_x: bool = False) -
             transform=right.transAxes,
         )
     figure.suptitle(f"{source.path.name}: {source.width}x{source.height}, {source.count} frames")
-    staged = StagedPath(path)
-    try:
-        figure.savefig(staged.tmp, format="png", dpi=100)
-        staged.commit()
-    except BaseException:
-        staged.discard()
-        raise
+    with staged_file(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
 
 
 def format_table(records: list[dict], bd: list[dict]) -> str:
@@ -670,17 +665,6 @@ def _csv_text(records: list[dict]) -> str:
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in records)
     return buffer.getvalue()
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Writes under a temporary name, then renames: readers never see half a file."""
-    staged = StagedPath(path)
-    try:
-        staged.tmp.write_text(text)
-        staged.commit()
-    except BaseException:
-        staged.discard()
-        raise
 
 
 if __name__ == "__main__":

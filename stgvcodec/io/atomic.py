@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -57,3 +59,27 @@ class StagedPath:
                 continue
             return tmp
         raise FileExistsError(f"{self.final}: no free temporary name beside it")
+
+
+@contextmanager
+def staged_file(final: str | os.PathLike) -> Iterator[Path]:
+    """The temporary sibling to write `final` into: renamed onto `final` when the block ends,
+    removed when it raises.
+
+    Example:
+        with staged_file("plot.png") as tmp:
+            figure.savefig(tmp, format="png")
+    """
+    staged = StagedPath(Path(final))
+    try:
+        yield staged.tmp
+        staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
+
+
+def write_atomic(final: str | os.PathLike, data: bytes) -> None:
+    """Writes `data` to `final`; the file appears only when complete."""
+    with staged_file(final) as tmp:
+        tmp.write_bytes(data)

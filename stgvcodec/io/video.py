@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
 
-from .atomic import StagedPath
+from .atomic import write_atomic
 
 
 class VideoError(ValueError):
@@ -83,14 +82,4 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     """Writes an [H, W, 3] uint8 RGB image as PNG; the file appears only when complete."""
-    _write_atomic(Path(path), encode_png(rgb))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    staged = StagedPath(path)
-    try:
-        staged.tmp.write_bytes(data)
-        staged.commit()
-    except BaseException:
-        staged.discard()
-        raise
+    write_atomic(path, encode_png(rgb))

@@ -229,3 +229,16 @@ def test_reader_info_describes_the_frames_it_yields(tmp_path):
         assert [rgb.shape for rgb in reader] == [(4, 5, 3)] * 3
     with pytest.raises(VideoError, match="does not fit"):
         VideoReader(path, crop=(40, 8), **raw)
+
+
+def test_staged_file_appears_only_when_the_block_completes(tmp_path):
+    from stgvcodec.io.atomic import staged_file, write_atomic
+
+    final = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with staged_file(final) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    write_atomic(final, b"whole")
+    assert final.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [final]
