@@ -6,10 +6,10 @@
     header + payloads --write_stgv--> .stgv
 
 Rate control (--bpp): the per-GoP share of the target picks a rung of RUNGS (deformation network,
-its precision, colour codebooks) whose fixed cost fits FIXED_SHARE of it. Before each GoP, the bits left for the rest of
-the video are shared out over the frames still to code, and the GoP's budget, less the fixed cost
-of a GoP (network and side information, as measured so far, or estimated), buys Gaussians at the
-bits a Gaussian's own streams have cost so far.
+its precision, colour codebooks) whose fixed cost fits FIXED_SHARE of it. Before each GoP, the
+bits left for the rest of the video are shared out over the frames still to code, and the GoP's
+budget, less the fixed cost of a GoP (network and side information, as measured so far, or
+estimated), buys Gaussians at the bits a Gaussian's own streams have cost so far.
 """
 
 from __future__ import annotations
@@ -205,8 +205,7 @@ def encode(
         rung = settings_for_budget(total_bits / len(gops))
         rung = replace(rung, model=model or rung.model)
         quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
-    model = rung.model
-    model = unpack_model_config(pack_model_config(model))  # exactly what the decoder will read
+    model = unpack_model_config(pack_model_config(rung.model))  # exactly what the decoder will read
     header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, frame_count, gop_size, pack_model_config(model))
     sizes = tensor_sizes(model)
     reports: list[GopReport] = []
@@ -251,9 +250,9 @@ def encode(
             if reconstruction is not None:
                 reconstruction.append(recon)
             spent_bits += 8 * len(payload)
-            fixed = streams["hash"] + streams["mlp"] + streams["side"]
-            fixed_bits.append(8 * fixed)
-            gaussian_bits += 8 * (len(payload) - fixed)
+            fixed_bytes = streams["hash"] + streams["mlp"] + streams["side"]
+            fixed_bits.append(8 * fixed_bytes)
+            gaussian_bits += 8 * (len(payload) - fixed_bytes)
             gaussian_count += report.gaussians
             if log is not None:
                 log(f"{label}: {report.gaussians} Gaussians, {len(payload)} bytes, PSNR {report.psnr:.2f} dB, {report.seconds:.1f} s")
