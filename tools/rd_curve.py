@@ -61,6 +61,7 @@ from _report import emit
 from bjontegaard import bd_psnr, bd_rate
 
 import stgvcodec
+from stgvcodec.bitstream.records import FORMAT_VERSION
 from stgvcodec.io import VideoError, VideoReader, parse_size, read_frames
 from stgvcodec.io.atomic import staged_file, write_atomic
 from stgvcodec.metrics import ms_ssim, ms_ssim_skip_reason, psnr
@@ -373,7 +374,9 @@ def _cache_key(point: Point, source: Source, args: argparse.Namespace) -> str:
         "value": point.value,
     }
     if point.codec == STGV:
-        material.update(preset=args.preset, steps=args.steps, device=args.device, stgvcodec=stgvcodec.__version__)
+        material.update(
+            preset=args.preset, steps=args.steps, device=args.device, stgvcodec=stgvcodec.__version__, format=FORMAT_VERSION
+        )
     else:
         material.update(
             options=encoder_options(point.codec, point.value, args.anchor_preset),
