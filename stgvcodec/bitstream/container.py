@@ -9,7 +9,6 @@ A chunk record is: payload length u32 | payload | CRC32(payload) u32 (bitstream_
 from __future__ import annotations
 
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Iterable
@@ -34,22 +33,9 @@ from stgvcodec.bitstream.records import (
     parse_index,
     parse_index_count,
 )
+from stgvcodec.io.atomic import StagedPath
 
 _U32 = struct.Struct("<I")
-
-
-def _open_temporary(path: Path) -> tuple[int, Path]:
-    """Creates an unused hidden file next to `path` (same file system, so os.replace is atomic).
-
-    os.open with mode 0o666 lets the umask decide permissions, as for a plain open().
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(temporary, flags, 0o666), temporary
-        except FileExistsError:
-            continue
 
 
 def _write_chunk(file: BinaryIO, payload: bytes, label: str) -> int:
@@ -102,20 +88,17 @@ def write_stgv(path: str | os.PathLike, header: FileHeader, chunks: Iterable[byt
         ValueError: If the number of chunks differs from header.gop_count or a payload is too long.
         OSError: On a failed write or rename.
     """
-    path = Path(path)
-    temporary = None
+    staged = StagedPath(Path(path))
     try:
-        descriptor, temporary = _open_temporary(path)
-        with os.fdopen(descriptor, "wb") as file:
+        with open(staged.tmp, "wb") as file:
             _write_body(file, header, chunks)
             size = file.seek(0, os.SEEK_END)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        staged.commit()
         return size
     except BaseException:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
+        staged.discard()
         raise
 
 

@@ -124,7 +124,12 @@ class VideoWriter:
         """
         if frame.shape != self._shape or frame.dtype != np.uint8:
             raise VideoError(f"frame is {frame.shape} {frame.dtype}, the output takes {self._shape} uint8")
-        self._sink.write(np.ascontiguousarray(frame))
+        try:
+            self._sink.write(np.ascontiguousarray(frame))
+        except av.error.FFmpegError as err:
+            # The message names the output the user asked for, never the hidden temporary file.
+            height, width = self._shape[:2]
+            raise VideoError(f"{self._path}: the encoder refused {width}x{height} frames ({err.strerror})") from None
         self._frames += 1
 
     def close(self) -> None:
@@ -139,7 +144,10 @@ class VideoWriter:
         try:
             if not self._frames:
                 raise VideoError(f"{self._path}: no frames were written, so nothing was saved")
-            self._sink.close()
+            try:
+                self._sink.close()
+            except av.error.FFmpegError as err:
+                raise VideoError(f"{self._path}: cannot finish the output ({err.strerror})") from None
             if self._staged is not None:
                 self._staged.commit()
         except BaseException:
@@ -202,6 +210,9 @@ def _open_output(
     staged = StagedPath(target)
     try:
         return staged, _ContainerSink(str(staged.tmp), encoding, width, height, fps, crf)
+    except av.error.FFmpegError as err:
+        staged.discard()
+        raise VideoError(f"{path}: cannot open for writing ({err.strerror})") from None
     except BaseException:
         staged.discard()
         raise

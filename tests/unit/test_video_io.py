@@ -129,7 +129,7 @@ def test_interrupt_inside_with_leaves_the_old_state(tmp_path, name):
         with VideoWriter(f"{tmp_path}/{name}", 17, 11, FPS) as writer:
             writer.write(moving_pattern(1, 11, 17)[0])
             partial = [p.name for p in tmp_path.iterdir() if p != final]
-            assert len(partial) == 1 and partial[0].startswith(f".{final.stem}.part")
+            assert len(partial) == 1 and partial[0].startswith(f".{final.stem}.stgv-part-")
             assert partial[0].endswith(final.suffix)
             raise KeyboardInterrupt
     assert [p.name for p in tmp_path.iterdir()] == [final.name]
@@ -264,3 +264,53 @@ def test_staged_file_appears_only_when_the_block_completes(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_atomic(final, b"whole")
     assert final.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [final]
+
+
+def test_partial_outputs_of_dead_processes_are_removed_by_the_next_run(tmp_path):
+    """A process killed outright leaves its hidden partial output; the next output to the same
+    name removes it, but not one a running process is writing, nor another output's."""
+    from stgvcodec.io.atomic import StagedPath
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    final = tmp_path / "out.mkv"
+    alive = StagedPath(final)
+    stale_file = alive.tmp.with_name(alive.tmp.name.replace(f"-{os.getpid()}-", f"-{dead_pid}-"))
+    stale_file.write_bytes(b"left by a killed decode")
+    other = StagedPath(tmp_path / "other.mkv")
+    _write(final, moving_pattern(1, 11, 17))
+    assert not stale_file.exists()
+    assert alive.tmp.exists() and other.tmp.exists() and final.exists()
+
+
+def test_sigterm_removes_the_partial_output(tmp_path):
+    """SIGTERM unwinds `stgv decode` like Ctrl-C: exit 143, no output, no hidden partial file."""
+    import signal
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from fractions import Fraction\n"
+        "import stgvcodec.decode\n"
+        "from stgvcodec.cli import main\n"
+        "from tests.clips import moving_pattern\n"
+        "def slow(source, output, **kwargs):\n"
+        "    from stgvcodec.io import VideoWriter\n"
+        "    with VideoWriter(output, 17, 11, Fraction(25)) as writer:\n"
+        "        writer.write(moving_pattern(1, 11, 17)[0])\n"
+        "        print('writing', flush=True)\n"
+        "        time.sleep(60)\n"
+        "stgvcodec.decode.decode = slow\n"
+        "sys.argv = ['stgv', 'decode', 'in.stgv', 'out.mkv']\n"
+        "main()\n"
+    )
+    (tmp_path / "in.stgv").write_bytes(b"unused")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert child.stdout.readline() == "writing\n"
+    assert any(p.name.startswith(".out.stgv-part-") for p in tmp_path.iterdir())
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 143 and "terminated" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.stgv"]
