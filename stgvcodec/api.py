@@ -1,15 +1,10 @@
 """encode() and decode(): what the CLI and Python users call.
 
-    video --VideoReader (one GoP of frames in memory at a time)--> frames --split_gops--> per GoP:
-        fit_gop (key-frame init, deformation) --finetune (QAT)--> GopRecord --encode_gop--> payload
-        payload --decode_gop--> gop_model --render_gop--> reconstruction (what the decoder will show)
-    header + payloads --write_stgv--> .stgv
-
-Rate control (--bpp): the per-GoP share of the target picks a rung of RUNGS (deformation network,
-its precision, colour codebooks) whose fixed cost fits FIXED_SHARE of it. Before each GoP, the
-bits left for the rest of the video are shared out over the frames still to code, and the GoP's
-budget, less the fixed cost of a GoP (network and side information, as measured so far, or
-estimated), buys Gaussians at the bits a Gaussian's own streams have cost so far.
+    checks (output is not the input and can be written, device, rate target) before any frame is read
+    video --VideoReader, first pass--> frame count --split_gops--> GoPs; rate control (encoder/rate.py)
+    video --VideoReader, second pass, one GoP of frames in memory at a time--> per GoP:
+        Gaussians from rate control --code_gop (encoder/pipeline.py: fit, QAT, payload, closed-loop
+        decode)--> payload --write_stgv--> .stgv (appears under its name when complete)
 """
 
 from __future__ import annotations
@@ -17,40 +12,40 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from dataclasses import dataclass, field, replace
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .bitstream import FileHeader, write_stgv
-from .bitstream.gop import decode_gop, encode_gop, stream_sizes
 from .bitstream.model_config import pack_model_config, unpack_model_config
 from .config import FitConfig, ModelConfig, preset
-from .decode import DecodeSummary, decode, default_device, gop_model, render_gop, tensor_sizes
+from .decode import DecodeSummary, decode, default_device
+from .encoder.pipeline import GopReport, code_gop
+from .encoder.rate import (
+    DEFAULT_QUALITY,
+    MAX_BPP,
+    MAX_QUALITY,
+    MIN_BPP,
+    MIN_QUALITY,
+    BitrateTarget,
+    FixedCount,
+    QualityTarget,
+    Rung,
+    Video,
+    settings_for_budget,
+)
 from .gop import split_gops
 from .io import VideoError, VideoReader
-from .metrics import ms_ssim, psnr
-from .quant.qat import QuantConfig, finetune
-from .train.gop_fit import fit_gop
+from .io.outputs import OutputError, check_output
+from .quant.qat import QuantConfig
 
-__all__ = ["encode", "decode", "EncodeSummary", "DecodeSummary", "RateModel"]
+__all__ = ["encode", "decode", "EncodeSummary", "DecodeSummary", "GopReport"]
 
-MIN_BPP, MAX_BPP = 0.001, 16.0
-
-
-@dataclass
-class GopReport:
-    """One coded GoP."""
-
-    first_frame: int
-    frames: int
-    gaussians: int
-    bytes: int
-    psnr: float
-    ms_ssim: float | None
-    seconds: float
-    stream_bytes: dict[str, int] = field(default_factory=dict)
+STGV_SUFFIX = ".stgv"
+"""The suffix `stgv encode` requires of its output."""
 
 
 @dataclass
@@ -68,70 +63,8 @@ class EncodeSummary:
     seconds: float
     device: str
     gops: list[GopReport]
-
-
-@dataclass(frozen=True)
-class Rung:
-    """One step of the --bpp ladder: deformation network, its precision, and colour codebooks."""
-
-    model: ModelConfig
-    network_bits: int
-    rvq_stages: int
-    codebook_size: int
-
-
-RUNGS: list[Rung] = [
-    Rung(ModelConfig(), 8, 2, 64),
-    Rung(ModelConfig(log2_table_size=8, width=64), 8, 2, 64),
-    Rung(ModelConfig(log2_table_size=7, levels=6, width=32), 8, 2, 32),
-    Rung(ModelConfig(log2_table_size=6, levels=4, width=16), 6, 2, 16),
-    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 6, 1, 16),
-    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 4, 1, 16),
-    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 3, 1, 8),
-]
-"""From the paper's configuration (71,813 network weights, 8 bits, 2 x 64 colours) down to 589
-weights at 3 bits and 8 colours; --bpp takes the largest rung whose fixed cost fits its budget."""
-
-FIXED_SHARE = 0.35
-"""Largest share of a GoP's bits the network, codebooks and side information may take under --bpp."""
-
-
-class RateModel:
-    """First estimates of what a GoP costs: fixed bits (network, codebooks, side information) plus
-    bits per Gaussian. The encoder replaces both by the measured values of the GoPs it has coded."""
-
-    min_gaussians = 16
-    """Never fewer Gaussians than this."""
-
-    @staticmethod
-    def bits_per_weight(network_bits: int) -> float:
-        """A P-bit network symbol after entropy coding: about P bits, as the trained weights of the
-        small networks spread over the quantizer's whole range (6.1 bits at P = 6, 2.8 at P = 3,
-        measured on carphone); large hash tables, mostly untouched, cost less."""
-        return float(network_bits)
-
-    @staticmethod
-    def bits_per_gaussian(rung: Rung) -> float:
-        """~19 bits of position and ~18 of Cholesky symbols when Gaussians are many, more when they
-        are few (wider position gaps, histograms), plus the colour indices. Kept on the high side:
-        a first GoP that underspends leaves its bits to the next, one that overspends takes them."""
-        return 48.0 + rung.rvq_stages * np.log2(rung.codebook_size)
-
-    @staticmethod
-    def fixed_bits(rung: Rung) -> float:
-        """Network symbols, then PARAMS (head, Cholesky quantizer, codebooks, tensor scales) and
-        stream framing (section 8 of bitstream_spec.md)."""
-        sizes = tensor_sizes(rung.model)
-        side_bytes = 35 + 6 * rung.rvq_stages * rung.codebook_size + 4 * len(sizes) + 3 * (8 + rung.rvq_stages)
-        return sum(sizes) * RateModel.bits_per_weight(rung.network_bits) + 8 * side_bytes
-
-
-def settings_for_budget(bits: float) -> Rung:
-    """The largest rung of RUNGS whose fixed cost fits FIXED_SHARE of `bits` (per GoP)."""
-    for rung in RUNGS:
-        if RateModel.fixed_bits(rung) <= FIXED_SHARE * bits:
-            return rung
-    return RUNGS[-1]
+    notes: list[str]
+    """Targets that could not be met, in sentences (also given to `warn` as they are found)."""
 
 
 def encode(
@@ -140,6 +73,7 @@ def encode(
     *,
     bpp: float | None = None,
     gaussians: int | None = None,
+    quality: float | None = None,
     preset_name: str = "fast",
     gop_size: int = 10,
     device: str | None = None,
@@ -150,6 +84,7 @@ def encode(
     reader_options: dict | None = None,
     quiet: bool = False,
     log=None,
+    warn=None,
     reconstruction: list | None = None,
 ) -> EncodeSummary:
     """Encodes a video into a .stgv file.
@@ -157,9 +92,12 @@ def encode(
     Args:
         source: any video PyAV opens, raw .yuv (give size/fps/pix_fmt in reader_options), or a
             directory of PNGs.
-        output: the .stgv path; written under a temporary name and renamed when complete.
-        bpp: target bits per pixel of the whole file (mutually exclusive with `gaussians`).
+        output: the .stgv path (it must end in .stgv and must not be the source); written under a
+            temporary name and renamed when complete.
+        bpp: target bits per pixel of the whole file.
         gaussians: fixed Gaussians per GoP.
+        quality: target PSNR in dB of each GoP's decoded frames. At most one of `bpp`, `gaussians`
+            and `quality`; with none, `quality` is DEFAULT_QUALITY.
         preset_name: training preset (fast, medium, paper).
         gop_size: frames per GoP.
         device: torch device; CUDA when present, else CPU.
@@ -171,106 +109,131 @@ def encode(
         reader_options: size, fps, pix_fmt, crop, scale, max_frames for VideoReader.
         quiet: no progress bars.
         log: optional callable(str) for one line per coded GoP.
+        warn: callable(str) for targets that cannot be met, called before fitting and again at the
+            end; default `warnings.warn`. The sentences are also in the summary's `notes`.
         reconstruction: if a list, each GoP's decoded frames [T, H, W, 3] uint8 are appended
             (what `stgv decode` will output, bit for bit, on this machine and device).
 
     Raises:
-        ValueError, VideoError: for bad options or input.
+        ValueError, VideoError, OutputError: for bad options, input or output, before any fitting.
     """
     start = time.perf_counter()
-    if bpp is not None and gaussians is not None:
-        raise ValueError("give --bpp or --gaussians, not both")
+    warn = warn or (lambda text: warnings.warn(text, stacklevel=3))
+    if sum(v is not None for v in (bpp, gaussians, quality)) > 1:
+        raise ValueError("give one of --bpp, --gaussians and --quality, not several")
     if bpp is not None and not MIN_BPP <= bpp <= MAX_BPP:
         raise ValueError(f"--bpp {bpp} outside {MIN_BPP}..{MAX_BPP}")
+    if quality is not None and not MIN_QUALITY <= quality <= MAX_QUALITY:
+        raise ValueError(f"--quality {quality} outside {MIN_QUALITY:g}..{MAX_QUALITY:g} dB")
+    if gaussians is not None and gaussians < 1:
+        raise ValueError(f"--gaussians {gaussians} must be at least 1")
     if gop_size < 1 or gop_size > 1000:
         raise ValueError(f"--gop {gop_size} outside 1..1000")
+    if bpp is None and gaussians is None and quality is None and (fit is None or fit.gaussians is None):
+        quality = DEFAULT_QUALITY
+    _check_stgv_output(source, output)
     fit = fit or preset(preset_name)
     fit = replace(fit, seed=seed, gaussians=gaussians if gaussians is not None else fit.gaussians)
     quant = quant or QuantConfig()
-    target = default_device(device)
+    target = _usable_device(device)
     options = reader_options or {}
 
     # A first pass counts the frames (containers' own counts are not reliable) and finds unreadable
-    # input before any fitting; the second, in chunks(), holds one GoP of frames at a time.
+    # input before any fitting; the second, in coded_gops(), holds one GoP of frames at a time.
     with VideoReader(source, **options) as reader:
         info = reader.info
         frame_count = sum(1 for _ in reader)
     if not frame_count:
-        raise ValueError(f"{source}: has no frames")
+        raise VideoError(f"{source}: has no frames")
     height, width = info.height, info.width
     gops = split_gops(frame_count, gop_size)
-    total_bits = bpp * width * height * frame_count if bpp is not None else None
     rung = Rung(model or ModelConfig(), quant.network_bits, quant.rvq_stages, quant.codebook_size)
-    if total_bits is not None:
-        rung = settings_for_budget(total_bits / len(gops))
+    if bpp is not None:
+        rung = settings_for_budget(bpp * width * height * frame_count / len(gops))
         rung = replace(rung, model=model or rung.model)
         quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
     model = unpack_model_config(pack_model_config(rung.model))  # exactly what the decoder will read
     header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, frame_count, gop_size, pack_model_config(model))
-    sizes = tensor_sizes(model)
+    video = Video(width, height, frame_count, gops, len(header.config))
+    if bpp is not None:
+        control = BitrateTarget(bpp, video, rung)
+    elif quality is not None:
+        control = QualityTarget(quality, video, fit.count(height, width))
+    else:
+        control = FixedCount(fit.count(height, width))
+    notes = control.check()
+    for note in notes:
+        warn(note)
+    check_output(output, (source,), expected_bytes=_expected_bytes(bpp, video))
     reports: list[GopReport] = []
 
-    overhead_bits = 8 * (64 + len(header.config) + 24 * len(gops))  # header, index, chunk framing
-
-    def chunks():
+    def coded_gops():
         with VideoReader(source, **options) as reader:
-            yield from coded_gops(iter(reader))
+            stream = iter(reader)
+            for number, (first, count) in enumerate(gops):
+                read = list(itertools.islice(stream, count))
+                if len(read) != count:
+                    raise VideoError(f"{source}: {first + len(read)} frames on a second reading, {frame_count} on the first")
+                label = f"GoP {number + 1}/{len(gops)}"
+                gop_fit = replace(fit, gaussians=control.gaussians(first, count))
+                coded = code_gop(np.stack(read), first, model, gop_fit, quant, target, seed=seed, quiet=quiet, label=label)
+                report = coded.report
+                control.record(report.gaussians, report.bytes, report.fixed_bytes, report.psnr)
+                reports.append(report)
+                if reconstruction is not None:
+                    reconstruction.append(coded.reconstruction)
+                if log is not None:
+                    log(f"{label}: {report.gaussians} Gaussians, {report.bytes} bytes, PSNR {report.psnr:.2f} dB, {report.seconds:.1f} s")
+                yield coded.payload
 
-    def coded_gops(stream):
-        # Per GoP, bits split into a fixed part (network, side information) and a part per Gaussian
-        # (positions, shape, colour indices); both are re-estimated from the GoPs already coded.
-        spent_bits, fixed_bits, gaussian_bits, gaussian_count = overhead_bits, [], 0.0, 0
-        for number, (first, count) in enumerate(gops):
-            gop_start = time.perf_counter()
-            read = list(itertools.islice(stream, count))
-            if len(read) != count:
-                raise VideoError(f"{source}: {first + len(read)} frames on a second reading, {frame_count} on the first")
-            sources = np.stack(read)
-            clip = torch.from_numpy(sources).to(target)
-            gop_fit = fit
-            if total_bits is not None:
-                fixed = np.mean(fixed_bits) if fixed_bits else RateModel.fixed_bits(rung)
-                per_gaussian = gaussian_bits / gaussian_count if gaussian_count else RateModel.bits_per_gaussian(rung)
-                budget = (total_bits - spent_bits) * count / (frame_count - first)
-                gop_fit = replace(fit, gaussians=max(RateModel.min_gaussians, int((budget - fixed) / per_gaussian)))
-            label = f"GoP {number + 1}/{len(gops)}"
-            fitted = fit_gop(clip, model, gop_fit, quiet=quiet, label=label)
-            record = finetune(fitted.model, clip.float() / 255.0, quant, seed=seed, quiet=quiet, label=f"{label} QAT")
-            payload = encode_gop(record)
-            # Closed loop: the reported reconstruction is the decoder's, from the payload's symbols.
-            decoded = decode_gop(payload, sizes)
-            recon = render_gop(gop_model(decoded, model, target), count, height, width)
-            streams = stream_sizes(payload)
-            report = GopReport(
-                first, count, decoded.means.shape[0], len(payload),
-                float(np.mean([psnr(r, s) for r, s in zip(recon, sources)])), ms_ssim(recon, sources),
-                time.perf_counter() - gop_start, streams,
-            )  # fmt: skip
-            reports.append(report)
-            if reconstruction is not None:
-                reconstruction.append(recon)
-            spent_bits += 8 * len(payload)
-            fixed_bytes = streams["hash"] + streams["mlp"] + streams["side"]
-            fixed_bits.append(8 * fixed_bytes)
-            gaussian_bits += 8 * (len(payload) - fixed_bytes)
-            gaussian_count += report.gaussians
-            if log is not None:
-                log(f"{label}: {report.gaussians} Gaussians, {len(payload)} bytes, PSNR {report.psnr:.2f} dB, {report.seconds:.1f} s")
-            yield payload
-
-    write_stgv(output, header, chunks())
+    write_stgv(output, header, coded_gops())
     size = Path(output).stat().st_size
-    quality = [r.ms_ssim for r in reports]
-    return EncodeSummary(
+    weights = [r.frames for r in reports]
+    quality_db = float(np.average([r.psnr for r in reports], weights=weights))
+    similarity = [r.ms_ssim for r in reports]
+    summary = EncodeSummary(
         path=str(output),
         frames=frame_count,
         width=width,
         height=height,
         bytes=size,
-        bpp=size * 8 / (frame_count * width * height),
-        psnr=float(np.average([r.psnr for r in reports], weights=[r.frames for r in reports])),
-        ms_ssim=None if None in quality else float(np.average(quality, weights=[r.frames for r in reports])),
+        bpp=size * 8 / video.pixels,
+        psnr=quality_db,
+        ms_ssim=None if None in similarity else float(np.average(similarity, weights=weights)),
         seconds=time.perf_counter() - start,
         device=str(target),
         gops=reports,
+        notes=notes,
     )
+    shortfall = control.shortfall(summary.bpp, summary.psnr)
+    if shortfall is not None:
+        notes.append(shortfall)
+        warn(shortfall)
+    return summary
+
+
+def _check_stgv_output(source: str | os.PathLike, output: str | os.PathLike) -> None:
+    """Refuses an output that is the input or not a .stgv name, before any work.
+
+    A video suffix almost always means `stgv decode` was meant; writing .stgv bytes into an
+    `out.mp4` would leave a file no player opens.
+    """
+    check_output(output, (source,))
+    if Path(output).suffix.lower() != STGV_SUFFIX:
+        hint = " (to write a video from a .stgv file, use stgv decode)" if Path(output).suffix else ""
+        raise OutputError(f"{output}: the encoded file must end in {STGV_SUFFIX}{hint}")
+
+
+def _usable_device(device: str | None) -> torch.device:
+    """The training device, checked now rather than after the first frames are read."""
+    try:
+        target = default_device(device)
+        torch.empty(1, device=target)
+    except (RuntimeError, AssertionError) as err:
+        raise ValueError(f"--device {device}: not usable here ({str(err).strip().splitlines()[0]})") from None
+    return target
+
+
+def _expected_bytes(bpp: float | None, video: Video) -> int:
+    """About how large the file will be: known under --bpp, else unknown (0, no check)."""
+    return int(bpp * video.pixels / 8) if bpp is not None else 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -11,14 +13,31 @@ import click
 from . import __version__
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that partial outputs are removed as for Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
+
+
 class _Group(click.Group):
-    """Turns any error into one line on stderr and exit status 1, unless --debug is given."""
+    """Turns any error into one line on stderr and exit status 1, unless --debug is given.
+
+    Ctrl-C (SIGINT) and SIGTERM unwind the program, so every partial output is removed, and exit
+    with 130 and 143 as shells report those signals.
+    """
 
     def invoke(self, ctx: click.Context):
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except _Terminated:
+            click.echo("stgv: terminated", err=True)
+            sys.exit(143)
         except KeyboardInterrupt:
             click.echo("stgv: interrupted", err=True)
             sys.exit(130)
@@ -28,6 +47,9 @@ class _Group(click.Group):
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             click.echo(f"stgv: error: {message}", err=True)
             sys.exit(1)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_Group)
@@ -103,7 +125,8 @@ def _frame_range(text: str | None) -> tuple[int, int] | None:
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--bpp", type=float, help="Target bits per pixel of the whole file (e.g. 0.05).")
-@click.option("--gaussians", type=click.IntRange(min=1), help="Fixed Gaussians per GoP instead of --bpp.")
+@click.option("--quality", type=float, help="Target PSNR in dB of each GoP (default 30 when neither --bpp nor --gaussians is given).")
+@click.option("--gaussians", type=click.IntRange(min=1), help="Fixed Gaussians per GoP instead of a target.")
 @click.option("--preset", "preset_name", default="fast", show_default=True, type=click.Choice(["fast", "medium", "paper"]))
 @click.option("--gop", "gop_size", default=10, show_default=True, type=click.IntRange(1, 1000), help="Frames per GoP.")
 @click.option("--device", default=None, help="torch device (default: cuda when present, else cpu).")
@@ -117,8 +140,13 @@ def _frame_range(text: str | None) -> tuple[int, int] | None:
 @click.option("--steps", "steps", hidden=True, help="INIT,DEFORM,QAT step counts instead of the preset's.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per coded GoP.")
-def encode(source, output, bpp, gaussians, preset_name, gop_size, device, seed, crop, scale, max_frames, size, fps, pix_fmt, steps, quiet, verbose):
-    """Encode SOURCE (video file, raw .yuv, or PNG directory) into OUTPUT (.stgv)."""
+def encode(source, output, bpp, quality, gaussians, preset_name, gop_size, device, seed, crop, scale, max_frames, size, fps, pix_fmt, steps, quiet, verbose):
+    """Encode SOURCE (video file, raw .yuv, or PNG directory) into OUTPUT (.stgv).
+
+    The rate follows --bpp (bits per pixel of the file), --quality (PSNR per GoP) or --gaussians;
+    without any of them, --quality 30. A target the video cannot reach is reported before fitting
+    and again at the end.
+    """
     from dataclasses import replace
     from fractions import Fraction
 
@@ -138,9 +166,10 @@ def encode(source, output, bpp, gaussians, preset_name, gop_size, device, seed, 
     options = {"crop": _size(crop), "scale": _size(scale), "max_frames": max_frames, "size": _size(size),
                "fps": Fraction(fps) if fps else None, "pix_fmt": pix_fmt}
     summary = run(
-        source, output, bpp=bpp, gaussians=gaussians, preset_name=preset_name, gop_size=gop_size, device=device,
+        source, output, bpp=bpp, gaussians=gaussians, quality=quality, preset_name=preset_name, gop_size=gop_size, device=device,
         seed=seed, fit=fit, quant=quant, reader_options={k: v for k, v in options.items() if v is not None}, quiet=quiet,
         log=(lambda line: click.echo(line, err=True)) if verbose else None,
+        warn=lambda line: click.echo(f"stgv: warning: {line}", err=True),
     )  # fmt: skip
     quality = f", MS-SSIM {summary.ms_ssim:.4f}" if summary.ms_ssim is not None else ""
     click.echo(

@@ -102,10 +102,14 @@ def decode(
 
     Raises:
         BitstreamError: for a malformed file, naming what and where.
+        OutputError: for an output that is the source or cannot be written.
     """
     from .io import VideoWriter
+    from .io.outputs import check_output
 
     start = time.perf_counter()
+    if str(output) != "-":
+        check_output(output, (source,), directory=str(output).endswith(("/", os.sep)) or os.path.isdir(output))
     target = default_device(device)
     with StgvReader(source) as reader:
         header = reader.header

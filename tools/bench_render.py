@@ -24,7 +24,7 @@ import sys
 import time
 
 import torch
-from _report import emit
+from _report import check_json_output, emit
 
 from stgvcodec.render import rasterize
 from stgvcodec.render.synthetic import random_gaussians
@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the JSON here")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # "H,W,N": one CPU case, run in a child process
     args = parser.parse_args()
+    check_json_output(args.json)
 
     if args.case:
         height, width, count = map(int, args.case.split(","))

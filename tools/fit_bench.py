@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from _report import emit
+from _report import check_json_output, emit
 
 from stgvcodec.config import ModelConfig, preset
 from stgvcodec.io import parse_size, read_frames
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the JSON here")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args()
+    check_json_output(args.json, args.input)
 
     first, last = _range(args.gops)
     frames = list(read_frames(args.input, crop=args.crop, scale=args.scale))

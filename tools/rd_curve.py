@@ -64,10 +64,13 @@ import stgvcodec
 from stgvcodec.bitstream.records import FORMAT_VERSION
 from stgvcodec.io import VideoError, VideoReader, parse_size, read_frames
 from stgvcodec.io.atomic import staged_file, write_atomic
+from stgvcodec.io.outputs import same_file
 from stgvcodec.metrics import ms_ssim, ms_ssim_skip_reason, psnr
 
 STGV = "stgv"
 ANCHORS = ("libx264", "libx265", "libsvtav1")
+OUTPUT_NAMES = ("rd.json", "rd.csv", "rd.png")
+"""What --out receives besides cache/."""
 ANCHOR_WORKER = Path(__file__).with_name("_anchor.py")
 CACHE_VERSION = 1
 """Bumped when a cached record's meaning changes, so old records are not reused."""
@@ -214,7 +217,7 @@ def run(args: argparse.Namespace, source: Source) -> None:
         "points": records,
         "bd": bd,
     }
-    paths = {"json": out / "rd.json", "csv": out / "rd.csv", "png": out / "rd.png"}
+    paths = {kind: out / name for kind, name in zip(("json", "csv", "png"), OUTPUT_NAMES)}
     write_atomic(paths["json"], (json.dumps(report, indent=2) + "\n").encode())
     write_atomic(paths["csv"], _csv_text(records).encode())
     plot(records, source, paths["png"], log_x=args.log_x)
@@ -287,6 +290,9 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             setattr(args, flag[2:], parse_size(text) if text else None)
         except ValueError as err:
             parser.error(f"{flag}: {err}")
+    for name in OUTPUT_NAMES:
+        if same_file(Path(args.out) / name, args.input):
+            parser.error(f"--out {args.out}: its {name} would overwrite the input {args.input}")
     if args.frames is not None and args.frames < 1:
         parser.error(f"--frames {args.frames}: must be at least 1")
     if any(v <= 0 or not math.isfinite(v) for v in args.bpp):

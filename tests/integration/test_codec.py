@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -97,8 +98,14 @@ def test_decoder_imports_no_training_code(coded):
     "args,message",
     [
         (["encode", "{out}/missing.mp4", "{out}/x.stgv"], "no such file"),
-        (["encode", "{clip}", "{out}/x.stgv", "--bpp", "0.05", "--gaussians", "5"], "not both"),
+        (["encode", "{clip}", "{out}/x.stgv", "--bpp", "0.05", "--gaussians", "5"], "not several"),
+        (["encode", "{clip}", "{out}/x.stgv", "--quality", "30", "--bpp", "0.1"], "not several"),
         (["encode", "{clip}", "{out}/x.stgv", "--bpp", "-1"], "--bpp"),
+        (["encode", "{clip}", "{out}/x.stgv", "--quality", "99"], "--quality"),
+        (["encode", "{clip}", "{out}/x.mkv"], "use stgv decode"),
+        (["encode", "{clip}", "{out}/x"], "must end in .stgv"),
+        (["encode", "{clip}", "{out}/missing/x.stgv"], "not an existing directory"),
+        (["encode", "{clip}", "{out}/x.stgv", "--device", "tpu"], "--device tpu"),
         (["decode", "{bad}", "{out}/x.mkv"], "magic"),
         (["decode", "{out}/missing.stgv", "{out}/x.mkv"], "missing.stgv"),
         (["info", "{bad}"], "magic"),
@@ -113,15 +120,16 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0].lower(), result.output
-    assert not (tmp_path / "{out}/x.stgv").exists() and not (tmp_path / "{out}/x.mkv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.stgv", "clip.mkv"]
 
 
 def test_bpp_target_sets_the_size(tmp_path):
     """A larger --bpp buys more Gaussians and a larger file; the summary reports the real size."""
     clip = write_clip(tmp_path / "clip.mkv", moving_pattern(6, 40, 56))
     sizes = []
-    for target in (1.0, 4.0):
-        summary = encode(clip, tmp_path / f"{target}.stgv", bpp=target, gop_size=6, fit=FIT, quant=QUANT, quiet=True)
+    for target in (1.0, 2.5):
+        summary = encode(clip, tmp_path / f"{target}.stgv", bpp=target, gop_size=6, fit=FIT, quant=QUANT, quiet=True,
+                         warn=[].append)  # one GoP cannot correct the first estimate: a miss is reported
         assert summary.bytes == (tmp_path / f"{target}.stgv").stat().st_size
         sizes.append((summary.bytes, summary.gops[0].gaussians))
     assert sizes[1][0] > sizes[0][0] and sizes[1][1] > sizes[0][1]
@@ -167,7 +175,7 @@ def test_low_precision_network_decodes_bit_exactly(tmp_path):
 def test_rate_ladder_fits_the_budget():
     """Each budget gets the largest rung whose estimated fixed cost fits its share; smaller rungs
     for smaller budgets; the last rung when nothing fits."""
-    from stgvcodec.api import FIXED_SHARE, RUNGS, RateModel, settings_for_budget
+    from stgvcodec.encoder.rate import FIXED_SHARE, RUNGS, RateModel, settings_for_budget
 
     costs = [RateModel.fixed_bits(rung) for rung in RUNGS]
     assert costs == sorted(costs, reverse=True)
@@ -175,3 +183,61 @@ def test_rate_ladder_fits_the_budget():
         assert settings_for_budget(cost / FIXED_SHARE) == RUNGS[k]
         assert settings_for_budget(cost / FIXED_SHARE * 0.999) == RUNGS[min(k + 1, len(RUNGS) - 1)]
     assert settings_for_budget(1.0) == RUNGS[-1]
+
+
+@pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_an_output_that_is_the_input_is_refused_before_any_work(tmp_path, monkeypatch, command, link):
+    """`stgv encode x.stgv x.stgv`-like calls, through any kind of link, leave the input intact."""
+    import stgvcodec.api
+
+    monkeypatch.setattr(stgvcodec.api, "code_gop", None)  # reaching the fit would fail loudly
+    source = tmp_path / ("in.stgv" if command == "decode" else "in.mkv")
+    if command == "decode":
+        source.write_bytes(b"STGV" + bytes(60))
+    else:
+        write_clip(source, moving_pattern(2, 8, 8))
+    before = source.read_bytes()
+    output = source.with_name("out" + (".stgv" if command == "encode" else source.suffix))
+    if link == "same":
+        output = source
+    elif link == "symlink":
+        output.symlink_to(source)
+    else:
+        os.link(source, output)
+    result = CliRunner().invoke(main, [command, str(source), str(output)], catch_exceptions=False)
+    assert result.exit_code == 1 and "refusing to overwrite" in result.output, result.output
+    assert source.read_bytes() == before
+
+
+def test_checks_come_before_reading_frames(tmp_path, monkeypatch):
+    import stgvcodec.api
+
+    read = []
+    monkeypatch.setattr(stgvcodec.api, "VideoReader", lambda *a, **k: read.append(a))
+    clip = write_clip(tmp_path / "clip.mkv", moving_pattern(2, 8, 8))
+    for output, device in ((tmp_path / "missing" / "x.stgv", None), (tmp_path / "x.stgv", "nodevice")):
+        with pytest.raises(ValueError):
+            encode(clip, output, gaussians=10, device=device)
+    assert read == []
+
+
+def test_unreachable_rate_targets_are_said_before_fitting_and_in_the_summary(tmp_path):
+    clip = write_clip(tmp_path / "clip.mkv", moving_pattern(10, 16, 24))
+    for target, words in ((0.001, "below"), (16.0, "above")):
+        said: list[str] = []
+        summary = encode(clip, tmp_path / "x.stgv", bpp=target, fit=FIT, quant=QUANT, quiet=True, warn=said.append)
+        assert len(said) == 2 and words in said[0] and "reachable about" in said[0], said
+        assert f"target --bpp {target:g} not met" in said[1] and summary.notes == said
+    summary = encode(clip, tmp_path / "x.stgv", bpp=2.0, fit=FIT, quant=QUANT, quiet=True, warn=said.append)
+    assert summary.notes == [] and abs(summary.bpp - 2.0) < 0.2
+
+
+def test_fewer_gaussians_than_codebook_colours_print_nothing(tmp_path, capfd):
+    """Colour codebooks never hold more colours than there are Gaussians, so k-means does not
+    complain (vector-quantize-pytorch logs straight to the terminal)."""
+    clip = write_clip(tmp_path / "clip.mkv", moving_pattern(2, 8, 8))
+    summary = encode(clip, tmp_path / "x.stgv", gaussians=10, fit=FIT, quant=QUANT, quiet=True)
+    assert summary.gops[0].gaussians == 10
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""

@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import bjontegaard
 import numpy as np
@@ -193,3 +194,25 @@ def test_a_failing_stgv_run_reports_its_last_line(tmp_path, capsys):
     assert len(lines) == 1
     assert lines[0].startswith("rd_curve: error: stgv bpp 0.02: stgv encode failed (exit status 1): stgv: error:")
     assert not (tmp_path / "rd" / "rd.json").exists()
+
+
+def test_an_input_among_its_outputs_is_refused(tmp_path, capsys):
+    out = tmp_path / "rd"
+    out.mkdir()
+    write_clip(tmp_path / "clip.mkv", moving_pattern(2, 16, 16))
+    clip = out / "rd.csv"  # a video, unluckily named
+    (tmp_path / "clip.mkv").rename(clip)
+    before = clip.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        rd_curve.main([str(clip), "--out", str(out), "--codecs", "libx264"])
+    assert exit_info.value.code != 0
+    assert "would overwrite the input" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert clip.read_bytes() == before
+
+
+def test_json_of_a_tool_may_not_overwrite_its_input(tmp_path):
+    clip = write_clip(tmp_path / "clip.mkv", moving_pattern(2, 16, 16))
+    before = clip.read_bytes()
+    tool = Path(rd_curve.__file__).with_name("fit_bench.py")
+    done = subprocess.run([sys.executable, str(tool), str(clip), "--json", str(clip)], capture_output=True, text=True)
+    assert done.returncode != 0 and "refusing to overwrite" in done.stderr and clip.read_bytes() == before

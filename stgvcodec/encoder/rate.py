@@ -1,0 +1,263 @@
+"""Rate control: how many Gaussians each GoP gets, under --gaussians, --bpp or --quality.
+
+    --gaussians N ── FixedCount ──────────────────────────────┐
+    --bpp X ─ settings_for_budget (RUNGS) ─ BitrateTarget ────┼─ gaussians(first, count) -> N per GoP
+    --quality DB ─────────────────────────── QualityTarget ───┘   record(GoP report)  <- what it cost
+
+A target the encoder cannot meet is said before fitting (`check`: the reachable range) and again
+in the summary (`shortfall`), never silently.
+
+--bpp: the per-GoP share of the target picks a rung of RUNGS (deformation network, its precision,
+colour codebooks) whose fixed cost fits FIXED_SHARE of it. Before each GoP, the bits left for the
+rest of the video are shared out over the frames still to code, and the GoP's budget, less the
+fixed cost of a GoP (network and side information, as measured so far, or estimated), buys
+Gaussians at the bits a Gaussian's own streams have cost so far.
+
+--quality: PSNR grows by about QualityTarget.DB_PER_DOUBLING for each doubling of the Gaussians
+(measured on carphone and Bunny at 0.05 -> 0.1 bpp: +1.9 and +2.9 dB for about 2.2x). The first
+GoP takes the preset's density; after each GoP the model's offset is re-measured, and the next GoP
+gets the count that model says reaches the target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bitstream.gop import MAX_GAUSSIANS
+from ..config import ModelConfig
+from ..decode import tensor_sizes
+
+MIN_BPP, MAX_BPP = 0.001, 16.0
+"""Range of --bpp the command line accepts."""
+MIN_QUALITY, MAX_QUALITY = 10.0, 60.0
+"""Range of --quality (dB) the command line accepts."""
+DEFAULT_QUALITY = 30.0
+"""Target PSNR when neither --bpp, --gaussians nor --quality is given."""
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One step of the --bpp ladder: deformation network, its precision, and colour codebooks."""
+
+    model: ModelConfig
+    network_bits: int
+    rvq_stages: int
+    codebook_size: int
+
+
+RUNGS: list[Rung] = [
+    Rung(ModelConfig(), 8, 2, 64),
+    Rung(ModelConfig(log2_table_size=8, width=64), 8, 2, 64),
+    Rung(ModelConfig(log2_table_size=7, levels=6, width=32), 8, 2, 32),
+    Rung(ModelConfig(log2_table_size=6, levels=4, width=16), 6, 2, 16),
+    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 6, 1, 16),
+    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 4, 1, 16),
+    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 3, 1, 8),
+]
+"""From the paper's configuration (71,813 network weights, 8 bits, 2 x 64 colours) down to 589
+weights at 3 bits and 8 colours; --bpp takes the largest rung whose fixed cost fits its budget."""
+
+FIXED_SHARE = 0.35
+"""Largest share of a GoP's bits the network, codebooks and side information may take under --bpp."""
+
+
+class RateModel:
+    """First estimates of what a GoP costs: fixed bits (network, codebooks, side information) plus
+    bits per Gaussian. The encoder replaces both by the measured values of the GoPs it has coded."""
+
+    min_gaussians = 16
+    """Never fewer Gaussians than this."""
+    gaussians_per_pixel = 1.0
+    """Never more Gaussians than pixels in a frame: beyond that they buy almost nothing."""
+
+    @staticmethod
+    def max_gaussians(height: int, width: int) -> int:
+        """The most Gaussians a GoP of this frame size gets from --bpp or --quality."""
+        cap = int(RateModel.gaussians_per_pixel * height * width)
+        return max(RateModel.min_gaussians, min(cap, MAX_GAUSSIANS))
+
+    @staticmethod
+    def bits_per_weight(network_bits: int) -> float:
+        """A P-bit network symbol after entropy coding: about P bits, as the trained weights of the
+        small networks spread over the quantizer's whole range (6.1 bits at P = 6, 2.8 at P = 3,
+        measured on carphone); large hash tables, mostly untouched, cost less."""
+        return float(network_bits)
+
+    @staticmethod
+    def bits_per_gaussian(rung: Rung) -> float:
+        """~19 bits of position and ~18 of Cholesky symbols when Gaussians are many, more when they
+        are few (wider position gaps, histograms), plus the colour indices. Kept on the high side:
+        a first GoP that underspends leaves its bits to the next, one that overspends takes them."""
+        return 48.0 + rung.rvq_stages * np.log2(rung.codebook_size)
+
+    @staticmethod
+    def fixed_bits(rung: Rung) -> float:
+        """Network symbols, then PARAMS (head, Cholesky quantizer, codebooks, tensor scales) and
+        stream framing (section 8 of bitstream_spec.md)."""
+        sizes = tensor_sizes(rung.model)
+        side_bytes = 35 + 6 * rung.rvq_stages * rung.codebook_size + 4 * len(sizes) + 3 * (8 + rung.rvq_stages)
+        return sum(sizes) * RateModel.bits_per_weight(rung.network_bits) + 8 * side_bytes
+
+
+def container_bits(config_bytes: int, gop_count: int) -> int:
+    """Bits of the file header, GoP index and chunk framing (bitstream_spec.md, container)."""
+    return 8 * (64 + config_bytes + 24 * gop_count)
+
+
+def settings_for_budget(bits: float) -> Rung:
+    """The largest rung of RUNGS whose fixed cost fits FIXED_SHARE of `bits` (per GoP)."""
+    for rung in RUNGS:
+        if RateModel.fixed_bits(rung) <= FIXED_SHARE * bits:
+            return rung
+    return RUNGS[-1]
+
+
+@dataclass(frozen=True)
+class Video:
+    """What rate control needs to know about the video being coded."""
+
+    width: int
+    height: int
+    frames: int
+    gops: list[tuple[int, int]]
+    """(first frame, frame count) of each GoP."""
+    config_bytes: int
+    """Length of the packed model configuration in the header."""
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height * self.frames
+
+
+def reachable_bpp(video: Video, rung: Rung) -> tuple[float, float]:
+    """Estimated (lowest, highest) bpp of the video: the smallest rung with the fewest Gaussians,
+    and `rung` (the one a target chose) with the most."""
+    low = high = container_bits(video.config_bytes, len(video.gops))
+    most = RateModel.max_gaussians(video.height, video.width)
+    for _ in video.gops:
+        low += RateModel.fixed_bits(RUNGS[-1]) + RateModel.min_gaussians * RateModel.bits_per_gaussian(RUNGS[-1])
+        high += RateModel.fixed_bits(rung) + most * RateModel.bits_per_gaussian(rung)
+    return low / video.pixels, high / video.pixels
+
+
+class FixedCount:
+    """--gaussians N: every GoP gets N."""
+
+    def __init__(self, gaussians: int):
+        self.count = gaussians
+
+    def check(self) -> list[str]:
+        return []
+
+    def gaussians(self, first: int, count: int) -> int:
+        return self.count
+
+    def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float) -> None:
+        pass
+
+    def shortfall(self, bpp: float, psnr: float) -> str | None:
+        return None
+
+
+class BitrateTarget:
+    """--bpp: Gaussians per GoP bought with the bits left, corrected by what each GoP cost."""
+
+    def __init__(self, bpp: float, video: Video, rung: Rung):
+        self.bpp, self.video, self.rung = bpp, video, rung
+        self.total_bits = bpp * video.pixels
+        self.spent_bits = container_bits(video.config_bytes, len(video.gops))
+        self.fixed: list[float] = []
+        self.gaussian_bits, self.gaussian_count = 0.0, 0
+        self.capped = False
+
+    def check(self) -> list[str]:
+        """Why the target cannot be met, with the reachable range; empty when it can."""
+        low, high = reachable_bpp(self.video, self.rung)
+        if self.bpp < low:
+            return [
+                f"--bpp {self.bpp:g} is below what this video can be coded in: header, network and side "
+                f"information alone take about {low:.3g} bpp (reachable about {low:.3g}-{high:.3g} bpp)"
+            ]
+        if self.bpp > high:
+            return [
+                f"--bpp {self.bpp:g} is above what this video can use: at most "
+                f"{RateModel.max_gaussians(self.video.height, self.video.width)} Gaussians per GoP (one per "
+                f"pixel) give about {high:.3g} bpp (reachable about {low:.3g}-{high:.3g} bpp)"
+            ]
+        return []
+
+    def gaussians(self, first: int, count: int) -> int:
+        fixed = np.mean(self.fixed) if self.fixed else RateModel.fixed_bits(self.rung)
+        per_gaussian = (
+            self.gaussian_bits / self.gaussian_count if self.gaussian_count else RateModel.bits_per_gaussian(self.rung)
+        )
+        budget = (self.total_bits - self.spent_bits) * count / (self.video.frames - first)
+        wanted = int((budget - fixed) / per_gaussian)
+        most = RateModel.max_gaussians(self.video.height, self.video.width)
+        self.capped |= wanted > most
+        return min(most, max(RateModel.min_gaussians, wanted))
+
+    def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float) -> None:
+        self.spent_bits += 8 * payload_bytes
+        self.fixed.append(8 * fixed_bytes)
+        self.gaussian_bits += 8 * (payload_bytes - fixed_bytes)
+        self.gaussian_count += gaussians
+
+    def shortfall(self, bpp: float, psnr: float) -> str | None:
+        """A sentence when the file missed the target by more than 10%."""
+        if abs(bpp - self.bpp) <= 0.1 * self.bpp:
+            return None
+        if bpp > self.bpp:
+            reason = " (header, network and side information take more)"
+        elif self.capped:
+            reason = f" (GoPs reached the cap of {RateModel.max_gaussians(self.video.height, self.video.width)} Gaussians)"
+        else:
+            reason = ""
+        return f"target --bpp {self.bpp:g} not met: the file has {bpp:.4g} bpp{reason}"
+
+
+class QualityTarget:
+    """--quality DB: Gaussians per GoP from a PSNR model re-measured after every GoP."""
+
+    DB_PER_DOUBLING = 2.5
+    """PSNR gained per doubling of the Gaussians (see the module docstring)."""
+    MAX_STEP = 4.0
+    """Largest factor between the counts of consecutive GoPs, so one odd GoP cannot swing the next far."""
+
+    def __init__(self, quality: float, video: Video, first_count: int):
+        self.quality, self.video = quality, video
+        self.next_count = self._clamp(first_count)
+        self.offset: float | None = None  # PSNR = offset + DB_PER_DOUBLING * log2(N)
+        self.missed: list[tuple[int, float]] = []  # (GoP number, PSNR) of GoPs at the cap below target
+        self.gops_done = 0
+
+    def check(self) -> list[str]:
+        return []
+
+    def gaussians(self, first: int, count: int) -> int:
+        return self.next_count
+
+    def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float) -> None:
+        self.gops_done += 1
+        observed = psnr - self.DB_PER_DOUBLING * math.log2(gaussians)
+        self.offset = observed if self.offset is None else 0.5 * (self.offset + observed)
+        if gaussians >= RateModel.max_gaussians(self.video.height, self.video.width) and psnr < self.quality - 0.5:
+            self.missed.append((self.gops_done, psnr))
+        wanted = 2.0 ** ((self.quality - self.offset) / self.DB_PER_DOUBLING)
+        wanted = min(max(wanted, gaussians / self.MAX_STEP), gaussians * self.MAX_STEP)
+        self.next_count = self._clamp(round(wanted))
+
+    def shortfall(self, bpp: float, psnr: float) -> str | None:
+        """A sentence when GoPs at the most Gaussians stayed more than 0.5 dB below the target."""
+        if not self.missed:
+            return None
+        most = RateModel.max_gaussians(self.video.height, self.video.width)
+        gops = ", ".join(str(number) for number, _ in self.missed)
+        best = max(p for _, p in self.missed)
+        return f"--quality {self.quality:g} dB not reached in GoP {gops}: {most} Gaussians (the cap) gave at most {best:.2f} dB"
+
+    def _clamp(self, count: int) -> int:
+        return min(RateModel.max_gaussians(self.video.height, self.video.width), max(RateModel.min_gaussians, count))
