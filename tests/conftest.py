@@ -6,6 +6,7 @@ set before triton compiles (decorates) any kernel, hence here, before any test m
 
 import os
 
+import stgvcodec  # noqa: F401  (before torch: it sets how OpenMP threads wait)
 import torch
 
 if not torch.cuda.is_available():

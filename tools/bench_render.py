@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+import stgvcodec  # noqa: F401  (before torch: it sets how OpenMP threads wait)
 import torch
 from _report import check_json_output, emit
 

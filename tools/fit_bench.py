@@ -18,6 +18,7 @@ import sys
 from dataclasses import replace
 
 import numpy as np
+import stgvcodec  # noqa: F401  (before torch: it sets how OpenMP threads wait)
 import torch
 from _report import check_json_output, emit
 
