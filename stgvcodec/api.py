@@ -36,6 +36,7 @@ from .encoder.rate import (
     Rung,
     Video,
     settings_for_budget,
+    settings_for_gaussians,
 )
 from .gop import split_gops
 from .io import VideoError, VideoReader
@@ -148,8 +149,11 @@ def encode(
     height, width = info.height, info.width
     gops = split_gops(frame_count, gop_size)
     rung = Rung(model or ModelConfig(), quant.network_bits, quant.rvq_stages, quant.codebook_size)
-    if bpp is not None:
-        rung = settings_for_budget(bpp * width * height * frame_count / len(gops))
+    if bpp is not None or quality is not None:
+        if bpp is not None:
+            rung = settings_for_budget(bpp * width * height * frame_count / len(gops))
+        else:
+            rung = settings_for_gaussians(fit.count(height, width))
         rung = replace(rung, model=model or rung.model)
         quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
     model = unpack_model_config(pack_model_config(rung.model))  # exactly what the decoder will read

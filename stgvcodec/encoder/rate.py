@@ -13,7 +13,8 @@ rest of the video are shared out over the frames still to code, and the GoP's bu
 fixed cost of a GoP (network and side information, as measured so far, or estimated), buys
 Gaussians at the bits a Gaussian's own streams have cost so far.
 
---quality: PSNR grows by about QualityTarget.DB_PER_DOUBLING for each doubling of the Gaussians
+--quality: the network rung is the one --bpp would choose for the first GoP's Gaussians
+(settings_for_gaussians). PSNR grows by about QualityTarget.DB_PER_DOUBLING for each doubling of the Gaussians
 (measured on carphone and Bunny at 0.05 -> 0.1 bpp: +1.9 and +2.9 dB for about 2.2x). The first
 GoP takes the preset's density; after each GoP the model's offset is re-measured, and the next GoP
 gets the count that model says reaches the target.
@@ -111,6 +112,16 @@ def settings_for_budget(bits: float) -> Rung:
     """The largest rung of RUNGS whose fixed cost fits FIXED_SHARE of `bits` (per GoP)."""
     for rung in RUNGS:
         if RateModel.fixed_bits(rung) <= FIXED_SHARE * bits:
+            return rung
+    return RUNGS[-1]
+
+
+def settings_for_gaussians(count: int) -> Rung:
+    """The rung --bpp would choose for a budget whose Gaussian share buys `count` Gaussians: the
+    largest whose fixed cost is at most FIXED_SHARE of the GoP's bits (--quality's choice)."""
+    for rung in RUNGS:
+        gaussian_bits = count * RateModel.bits_per_gaussian(rung)
+        if RateModel.fixed_bits(rung) <= FIXED_SHARE / (1 - FIXED_SHARE) * gaussian_bits:
             return rung
     return RUNGS[-1]
 

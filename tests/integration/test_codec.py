@@ -257,3 +257,13 @@ def test_encodes_are_byte_identical_across_runs_and_thread_counts(tmp_path):
         done = subprocess.run([sys.executable, "-c", script, name], cwd=tmp_path, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     assert (tmp_path / "a.stgv").read_bytes() == (tmp_path / "b.stgv").read_bytes()
+
+
+def test_quality_target_is_the_default_and_corrects_the_count_per_gop(tmp_path):
+    clip = write_clip(tmp_path / "clip.mkv", moving_pattern(8, 24, 32))
+    said: list[str] = []
+    summary = encode(clip, tmp_path / "q.stgv", gop_size=4, fit=FIT, quant=QUANT, quiet=True, warn=said.append)
+    first, second = summary.gops
+    assert first.psnr < 30.0 and second.gaussians > first.gaussians  # 30 dB unless told otherwise
+    low = encode(clip, tmp_path / "low.stgv", quality=12.0, gop_size=4, fit=FIT, quant=QUANT, quiet=True)
+    assert low.gops[0].psnr > 12.0 and low.gops[1].gaussians < low.gops[0].gaussians

@@ -1,0 +1,59 @@
+"""stgvcodec.encoder.rate: Gaussians per GoP under --bpp and --quality, and what is said when a
+target cannot be met."""
+
+import math
+
+import pytest
+
+from stgvcodec.encoder.rate import (
+    RUNGS,
+    BitrateTarget,
+    QualityTarget,
+    RateModel,
+    Video,
+    reachable_bpp,
+    settings_for_gaussians,
+)
+
+VIDEO = Video(width=64, height=48, frames=30, gops=[(0, 10), (10, 10), (20, 10)], config_bytes=20)
+
+
+def test_quality_target_moves_the_count_toward_the_target():
+    control = QualityTarget(30.0, VIDEO, first_count=100)
+    assert control.gaussians(0, 10) == 100
+    control.record(100, 5000, 1000, psnr=27.5)  # 2.5 dB short: one doubling
+    assert control.gaussians(10, 10) == 200
+    control.record(200, 9000, 1000, psnr=30.0)  # on target: the model agrees, the count stays
+    assert control.gaussians(20, 10) == 200
+    assert control.shortfall(0.1, 30.0) is None
+
+
+def test_quality_target_steps_are_bounded_and_capped():
+    most = RateModel.max_gaussians(VIDEO.height, VIDEO.width)
+    control = QualityTarget(60.0, VIDEO, first_count=100)
+    control.record(100, 5000, 1000, psnr=20.0)
+    assert control.gaussians(10, 10) == 100 * QualityTarget.MAX_STEP
+    for _ in range(5):
+        count = control.gaussians(0, 10)
+        control.record(count, 5000, 1000, psnr=25.0)
+    assert control.gaussians(0, 10) == most
+    message = control.shortfall(1.0, 25.0)
+    assert message is not None and "--quality 60 dB not reached" in message and f"{most} Gaussians" in message
+    low = QualityTarget(10.0, VIDEO, first_count=100)
+    low.record(100, 5000, 1000, psnr=40.0)
+    assert low.gaussians(10, 10) == max(RateModel.min_gaussians, math.ceil(100 / QualityTarget.MAX_STEP))
+
+
+def test_bitrate_target_reports_the_reachable_range():
+    low, high = reachable_bpp(VIDEO, RUNGS[-1])
+    assert 0 < low < high
+    assert BitrateTarget((low + high) / 2, VIDEO, RUNGS[-1]).check() == []
+    (below,) = BitrateTarget(low / 2, VIDEO, RUNGS[-1]).check()
+    (above,) = BitrateTarget(high * 2, VIDEO, RUNGS[-1]).check()
+    assert "below" in below and "above" in above and f"{low:.3g}-{high:.3g} bpp" in below
+
+
+@pytest.mark.parametrize("count", [16, 300, 1250, 20000])
+def test_quality_picks_a_smaller_network_for_fewer_gaussians(count):
+    rung = settings_for_gaussians(count)
+    assert RUNGS.index(rung) >= RUNGS.index(settings_for_gaussians(count * 4))
