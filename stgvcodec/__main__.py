@@ -1,6 +1,5 @@
-"""`python -m stgvcodec`: the `stgv` command line, for environments without the console script."""
+"""`python -m stgvcodec ...` is the `stgv` command."""
 
 from .cli import main
 
-if __name__ == "__main__":
-    main(prog_name="stgv")
+main(prog_name="stgv")

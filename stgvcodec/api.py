@@ -9,10 +9,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import shutil
+import sys
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,6 +45,7 @@ from .encoder.rate import (
 )
 from .gop import split_gops
 from .io import VideoError, VideoReader
+from .io.reader import RAW_SUFFIX
 from .io.outputs import OutputError, check_output
 from .quant.qat import QuantConfig
 
@@ -47,6 +53,8 @@ __all__ = ["encode", "decode", "EncodeSummary", "DecodeSummary", "GopReport"]
 
 STGV_SUFFIX = ".stgv"
 """The suffix `stgv encode` requires of its output."""
+STDIN = "-"
+"""The source that means standard input."""
 
 
 @dataclass
@@ -91,8 +99,9 @@ def encode(
     """Encodes a video into a .stgv file.
 
     Args:
-        source: any video PyAV opens, raw .yuv (give size/fps/pix_fmt in reader_options), or a
-            directory of PNGs.
+        source: any video PyAV opens, raw .yuv (give size/fps/pix_fmt in reader_options), a
+            directory of PNGs, or "-": standard input (y4m, or raw frames with a size), copied to
+            a temporary file first, since the encoder reads its input twice.
         output: the .stgv path (it must end in .stgv and must not be the source); written under a
             temporary name and renamed when complete.
         bpp: target bits per pixel of the whole file.
@@ -118,102 +127,121 @@ def encode(
     Raises:
         ValueError, VideoError, OutputError: for bad options, input or output, before any fitting.
     """
-    start = time.perf_counter()
-    warn = warn or (lambda text: warnings.warn(text, stacklevel=3))
-    if sum(v is not None for v in (bpp, gaussians, quality)) > 1:
-        raise ValueError("give one of --bpp, --gaussians and --quality, not several")
-    if bpp is not None and not MIN_BPP <= bpp <= MAX_BPP:
-        raise ValueError(f"--bpp {bpp} outside {MIN_BPP}..{MAX_BPP}")
-    if quality is not None and not MIN_QUALITY <= quality <= MAX_QUALITY:
-        raise ValueError(f"--quality {quality} outside {MIN_QUALITY:g}..{MAX_QUALITY:g} dB")
-    if gaussians is not None and gaussians < 1:
-        raise ValueError(f"--gaussians {gaussians} must be at least 1")
-    if gop_size < 1 or gop_size > 1000:
-        raise ValueError(f"--gop {gop_size} outside 1..1000")
-    if bpp is None and gaussians is None and quality is None and (fit is None or fit.gaussians is None):
-        quality = DEFAULT_QUALITY
-    _check_stgv_output(source, output)
-    fit = fit or preset(preset_name)
-    fit = replace(fit, seed=seed, gaussians=gaussians if gaussians is not None else fit.gaussians)
-    quant = quant or QuantConfig()
-    target = _usable_device(device)
-    options = reader_options or {}
+    with contextlib.ExitStack() as stack:
+        start = time.perf_counter()
+        warn = warn or (lambda text: warnings.warn(text, stacklevel=3))
+        if sum(v is not None for v in (bpp, gaussians, quality)) > 1:
+            raise ValueError("give one of --bpp, --gaussians and --quality, not several")
+        if bpp is not None and not MIN_BPP <= bpp <= MAX_BPP:
+            raise ValueError(f"--bpp {bpp} outside {MIN_BPP}..{MAX_BPP}")
+        if quality is not None and not MIN_QUALITY <= quality <= MAX_QUALITY:
+            raise ValueError(f"--quality {quality} outside {MIN_QUALITY:g}..{MAX_QUALITY:g} dB")
+        if gaussians is not None and gaussians < 1:
+            raise ValueError(f"--gaussians {gaussians} must be at least 1")
+        if gop_size < 1 or gop_size > 1000:
+            raise ValueError(f"--gop {gop_size} outside 1..1000")
+        if bpp is None and gaussians is None and quality is None and (fit is None or fit.gaussians is None):
+            quality = DEFAULT_QUALITY
+        _check_stgv_output(source, output)
+        target = _usable_device(device)
+        if str(source) == STDIN:
+            source = stack.enter_context(_spooled_stdin(RAW_SUFFIX if (reader_options or {}).get("size") else ""))
+        fit = fit or preset(preset_name)
+        fit = replace(fit, seed=seed, gaussians=gaussians if gaussians is not None else fit.gaussians)
+        quant = quant or QuantConfig()
+        options = reader_options or {}
 
-    # A first pass counts the frames (containers' own counts are not reliable) and finds unreadable
-    # input before any fitting; the second, in coded_gops(), holds one GoP of frames at a time.
-    with VideoReader(source, **options) as reader:
-        info = reader.info
-        frame_count = sum(1 for _ in reader)
-    if not frame_count:
-        raise VideoError(f"{source}: has no frames")
-    height, width = info.height, info.width
-    gops = split_gops(frame_count, gop_size)
-    rung = Rung(model or ModelConfig(), quant.network_bits, quant.rvq_stages, quant.codebook_size)
-    if bpp is not None or quality is not None:
-        if bpp is not None:
-            rung = settings_for_budget(bpp * width * height * frame_count / len(gops))
-        else:
-            rung = settings_for_gaussians(fit.count(height, width))
-        rung = replace(rung, model=model or rung.model)
-        quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
-    model = unpack_model_config(pack_model_config(rung.model))  # exactly what the decoder will read
-    header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, frame_count, gop_size, pack_model_config(model))
-    video = Video(width, height, frame_count, gops, len(header.config))
-    if bpp is not None:
-        control = BitrateTarget(bpp, video, rung)
-    elif quality is not None:
-        control = QualityTarget(quality, video, fit.count(height, width))
-    else:
-        control = FixedCount(fit.count(height, width))
-    notes = control.check()
-    for note in notes:
-        warn(note)
-    check_output(output, (source,), expected_bytes=_expected_bytes(bpp, video))
-    reports: list[GopReport] = []
-
-    def coded_gops():
+        # A first pass counts the frames (containers' own counts are not reliable) and finds unreadable
+        # input before any fitting; the second, in coded_gops(), holds one GoP of frames at a time.
         with VideoReader(source, **options) as reader:
-            stream = iter(reader)
-            for number, (first, count) in enumerate(gops):
-                read = list(itertools.islice(stream, count))
-                if len(read) != count:
-                    raise VideoError(f"{source}: {first + len(read)} frames on a second reading, {frame_count} on the first")
-                label = f"GoP {number + 1}/{len(gops)}"
-                gop_fit = replace(fit, gaussians=control.gaussians(first, count))
-                coded = code_gop(np.stack(read), first, model, gop_fit, quant, target, seed=seed, quiet=quiet, label=label)
-                report = coded.report
-                control.record(report.gaussians, report.bytes, report.fixed_bytes, report.psnr)
-                reports.append(report)
-                if reconstruction is not None:
-                    reconstruction.append(coded.reconstruction)
-                if log is not None:
-                    log(f"{label}: {report.gaussians} Gaussians, {report.bytes} bytes, PSNR {report.psnr:.2f} dB, {report.seconds:.1f} s")
-                yield coded.payload
+            info = reader.info
+            frame_count = sum(1 for _ in reader)
+        if not frame_count:
+            raise VideoError(f"{source}: has no frames")
+        height, width = info.height, info.width
+        gops = split_gops(frame_count, gop_size)
+        rung = Rung(model or ModelConfig(), quant.network_bits, quant.rvq_stages, quant.codebook_size)
+        if bpp is not None or quality is not None:
+            if bpp is not None:
+                rung = settings_for_budget(bpp * width * height * frame_count / len(gops))
+            else:
+                rung = settings_for_gaussians(fit.count(height, width))
+            rung = replace(rung, model=model or rung.model)
+            quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
+        model = unpack_model_config(pack_model_config(rung.model))  # exactly what the decoder will read
+        header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, frame_count, gop_size, pack_model_config(model))
+        video = Video(width, height, frame_count, gops, len(header.config))
+        if bpp is not None:
+            control = BitrateTarget(bpp, video, rung)
+        elif quality is not None:
+            control = QualityTarget(quality, video, fit.count(height, width))
+        else:
+            control = FixedCount(fit.count(height, width))
+        notes = control.check()
+        for note in notes:
+            warn(note)
+        check_output(output, (source,), expected_bytes=_expected_bytes(bpp, video))
+        reports: list[GopReport] = []
 
-    write_stgv(output, header, coded_gops())
-    size = Path(output).stat().st_size
-    weights = [r.frames for r in reports]
-    quality_db = float(np.average([r.psnr for r in reports], weights=weights))
-    similarity = [r.ms_ssim for r in reports]
-    summary = EncodeSummary(
-        path=str(output),
-        frames=frame_count,
-        width=width,
-        height=height,
-        bytes=size,
-        bpp=size * 8 / video.pixels,
-        psnr=quality_db,
-        ms_ssim=None if None in similarity else float(np.average(similarity, weights=weights)),
-        seconds=time.perf_counter() - start,
-        device=str(target),
-        gops=reports,
-        notes=notes,
-    )
-    shortfall = control.shortfall(summary.bpp, summary.psnr)
-    if shortfall is not None:
-        notes.append(shortfall)
-        warn(shortfall)
-    return summary
+        def coded_gops():
+            with VideoReader(source, **options) as reader:
+                stream = iter(reader)
+                for number, (first, count) in enumerate(gops):
+                    read = list(itertools.islice(stream, count))
+                    if len(read) != count:
+                        raise VideoError(f"{source}: {first + len(read)} frames on a second reading, {frame_count} on the first")
+                    label = f"GoP {number + 1}/{len(gops)}"
+                    gop_fit = replace(fit, gaussians=control.gaussians(first, count))
+                    coded = code_gop(np.stack(read), first, model, gop_fit, quant, target, seed=seed, quiet=quiet, label=label)
+                    report = coded.report
+                    control.record(report.gaussians, report.bytes, report.fixed_bytes, report.psnr)
+                    reports.append(report)
+                    if reconstruction is not None:
+                        reconstruction.append(coded.reconstruction)
+                    if log is not None:
+                        log(f"{label}: {report.gaussians} Gaussians, {report.bytes} bytes, PSNR {report.psnr:.2f} dB, {report.seconds:.1f} s")
+                    yield coded.payload
+
+        write_stgv(output, header, coded_gops())
+        size = Path(output).stat().st_size
+        weights = [r.frames for r in reports]
+        quality_db = float(np.average([r.psnr for r in reports], weights=weights))
+        similarity = [r.ms_ssim for r in reports]
+        summary = EncodeSummary(
+            path=str(output),
+            frames=frame_count,
+            width=width,
+            height=height,
+            bytes=size,
+            bpp=size * 8 / video.pixels,
+            psnr=quality_db,
+            ms_ssim=None if None in similarity else float(np.average(similarity, weights=weights)),
+            seconds=time.perf_counter() - start,
+            device=str(target),
+            gops=reports,
+            notes=notes,
+        )
+        shortfall = control.shortfall(summary.bpp, summary.psnr)
+        if shortfall is not None:
+            notes.append(shortfall)
+            warn(shortfall)
+        return summary
+
+
+@contextlib.contextmanager
+def _spooled_stdin(suffix: str) -> Iterator[Path]:
+    """Standard input copied to a temporary file (in TMPDIR), which the encoder can read twice.
+
+    Errors about the copy name standard input, not the temporary file.
+    """
+    with tempfile.TemporaryDirectory(prefix="stgv-stdin-") as folder:
+        spool = Path(folder) / f"stdin{suffix}"
+        with open(spool, "wb") as file:
+            shutil.copyfileobj(sys.stdin.buffer, file, 1 << 20)
+        try:
+            yield spool
+        except VideoError as err:
+            raise VideoError(str(err).replace(str(spool), "standard input")) from None
 
 
 def _check_stgv_output(source: str | os.PathLike, output: str | os.PathLike) -> None:

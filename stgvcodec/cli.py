@@ -111,6 +111,20 @@ def _size(text: str | None) -> tuple[int, int] | None:
         raise click.BadParameter(str(err)) from None
 
 
+def _rate(text: str | None):
+    from fractions import Fraction
+
+    if text is None:
+        return None
+    try:
+        rate = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(f"{text!r} is not a frame rate such as 25 or 30000/1001", param_hint="--fps") from None
+    if rate <= 0:
+        raise click.BadParameter(f"{text} is not positive", param_hint="--fps")
+    return rate
+
+
 def _frame_range(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -141,14 +155,16 @@ def _frame_range(text: str | None) -> tuple[int, int] | None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per coded GoP.")
 def encode(source, output, bpp, quality, gaussians, preset_name, gop_size, device, seed, crop, scale, max_frames, size, fps, pix_fmt, steps, quiet, verbose):
-    """Encode SOURCE (video file, raw .yuv, or PNG directory) into OUTPUT (.stgv).
+    """Encode SOURCE (video file, raw .yuv, PNG directory, or - for y4m on standard input) into OUTPUT (.stgv).
+
+    Standard input is copied to a temporary file in TMPDIR first, since the encoder reads its
+    input twice (once to count frames and reject bad input before any fitting).
 
     The rate follows --bpp (bits per pixel of the file), --quality (PSNR per GoP) or --gaussians;
     without any of them, --quality 30. A target the video cannot reach is reported before fitting
     and again at the end.
     """
     from dataclasses import replace
-    from fractions import Fraction
 
     from .api import encode as run
     from .config import preset
@@ -164,7 +180,7 @@ def encode(source, output, bpp, quality, gaussians, preset_name, gop_size, devic
         quant = QuantConfig(steps=qat)
 
     options = {"crop": _size(crop), "scale": _size(scale), "max_frames": max_frames, "size": _size(size),
-               "fps": Fraction(fps) if fps else None, "pix_fmt": pix_fmt}
+               "fps": _rate(fps), "pix_fmt": pix_fmt}
     summary = run(
         source, output, bpp=bpp, gaussians=gaussians, quality=quality, preset_name=preset_name, gop_size=gop_size, device=device,
         seed=seed, fit=fit, quant=quant, reader_options={k: v for k, v in options.items() if v is not None}, quiet=quiet,

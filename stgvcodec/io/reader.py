@@ -70,6 +70,8 @@ class VideoReader:
         scale: tuple[int, int] | None = None,
         max_frames: int | None = None,
     ):
+        if fps is not None and not fps > 0:
+            raise VideoError(f"frame rate {fps} is not positive")
         self._source = _open_source(Path(path), size, fps, pix_fmt)
         try:
             self._info = _delivered_info(self._source.info, crop, scale, max_frames)

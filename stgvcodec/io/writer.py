@@ -13,6 +13,7 @@ included) removes the partial output.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class _Encoding:
     """Whether the stream is tagged BT.709 (matrix, primaries, transfer) and limited range."""
     options: dict[str, str] = field(default_factory=dict)
     """Muxer options."""
+    min_width: int = 1
+    """Narrowest frame the encoder takes."""
 
     def pix_fmt_for(self, width: int, height: int) -> str:
         """The pixel format for a width x height stream."""
@@ -67,7 +70,7 @@ _ENCODINGS = {
         "mp4", "libx264", "yuv420p", "yuv444p", "ITU709", True, {"movflags": "+faststart"}
     ),
     # FFV1 on bgr0 stores the RGB bytes themselves: decoding gives back the input bit for bit.
-    ".mkv": _Encoding("matroska", "ffv1", "bgr0", "bgr0"),
+    ".mkv": _Encoding("matroska", "ffv1", "bgr0", "bgr0", min_width=2),  # FFmpeg's ffv1 refuses width 1
     # y4m is uncompressed, so 4:4:4 costs only size and keeps full chroma at any width/height.
     # y4m cannot say which matrix it uses and FFmpeg readers then assume BT.601, so convert with it.
     ".y4m": _Encoding("yuv4mpegpipe", "rawvideo", "yuv444p", "yuv444p", "ITU601"),
@@ -183,11 +186,34 @@ class _Sink(Protocol):
     def abort(self) -> None: ...
 
 
+MAX_RATE_TERM = (1 << 31) - 1
+"""Containers store the frame rate and time base as fractions of 32-bit signed integers."""
+
+
+def container_rate(fps: Fraction) -> Fraction:
+    """`fps` as a fraction whose terms fit a container: itself when they do, else the closest
+    fraction that does (a rate such as 4294967295/4294967294 fps is legal in a .stgv header).
+
+    Raises:
+        VideoError: for a rate of 2**31 - 1 fps or more, which no container can store.
+    """
+    fps = Fraction(fps)
+    if fps.numerator <= MAX_RATE_TERM and fps.denominator <= MAX_RATE_TERM:
+        return fps
+    if fps >= MAX_RATE_TERM:
+        raise VideoError(f"frame rate {float(fps):.6g} fps is too high for a video container")
+    if fps < Fraction(1, MAX_RATE_TERM):
+        return Fraction(1, MAX_RATE_TERM)
+    # A denominator of at most MAX / ceil(fps) keeps the numerator, about fps times it, in range.
+    return fps.limit_denominator(MAX_RATE_TERM // math.ceil(fps))
+
+
 def _check_parameters(width: int, height: int, fps: Fraction, crf: int) -> None:
     if width <= 0 or height <= 0:
         raise VideoError(f"frame size {width}x{height} is not positive")
     if fps <= 0:
         raise VideoError(f"frame rate {fps} is not positive")
+    container_rate(fps)
     if not 0 <= crf <= 51:
         raise VideoError(f"crf {crf} is outside 0..51")
 
@@ -206,6 +232,8 @@ def _open_output(
     encoding = _ENCODINGS.get(target.suffix.lower())
     if encoding is None:
         raise VideoError(f"{path}: unsupported output; use {SUPPORTED_OUTPUTS}")
+    if width < encoding.min_width:
+        raise VideoError(f"{path}: {encoding.codec} cannot code frames {width} pixel wide; use .y4m or a directory/ of PNGs")
     _check_parent(target)
     staged = StagedPath(target)
     try:
@@ -289,6 +317,7 @@ class _ContainerSink:
 
 def _add_stream(container, encoding: _Encoding, width: int, height: int, fps: Fraction, crf: int):
     options = {"crf": str(crf), "preset": "medium"} if encoding.codec == "libx264" else {}
+    fps = container_rate(fps)
     stream = container.add_stream(encoding.codec, rate=fps, options=options)
     stream.width, stream.height = width, height
     stream.pix_fmt = encoding.pix_fmt_for(width, height)

@@ -267,3 +267,44 @@ def test_quality_target_is_the_default_and_corrects_the_count_per_gop(tmp_path):
     assert first.psnr < 30.0 and second.gaussians > first.gaussians  # 30 dB unless told otherwise
     low = encode(clip, tmp_path / "low.stgv", quality=12.0, gop_size=4, fit=FIT, quant=QUANT, quiet=True)
     assert low.gops[0].psnr > 12.0 and low.gops[1].gaussians < low.gops[0].gaussians
+
+
+def test_encode_reads_y4m_from_standard_input(tmp_path):
+    from stgvcodec.io import VideoWriter
+
+    video = moving_pattern(3, 16, 24)
+    with VideoWriter(tmp_path / "clip.y4m", 24, 16, 25) as writer:
+        for rgb in video:
+            writer.write(rgb)
+    command = [sys.executable, "-m", "stgvcodec", "encode", "-", "out.stgv", "--gaussians", "30", "--steps", STEPS, "-q"]
+    with open(tmp_path / "clip.y4m", "rb") as stdin:
+        done = subprocess.run(command, cwd=tmp_path, stdin=stdin, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "out.stgv: 3 frames 24x16" in done.stdout
+    done = subprocess.run(command, cwd=tmp_path, input="not a video", capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.startswith("stgv: error: standard input: not a video"), done.stderr
+
+
+def test_frame_rates_are_checked_or_carried_into_the_output(tmp_path, coded):
+    """--fps 0 is refused; a .stgv rate whose terms exceed what containers store is approximated."""
+    from stgvcodec.bitstream import StgvReader, write_stgv
+
+    clip = write_clip(tmp_path / "clip.mkv", moving_pattern(2, 8, 8))
+    for fps in ("0", "-3", "x"):
+        result = CliRunner().invoke(main, ["encode", str(clip), str(tmp_path / "x.stgv"), "--fps", fps])
+        assert result.exit_code == 2 and "--fps" in result.output, result.output
+    folder = coded[0]
+    with StgvReader(folder / "clip.stgv") as reader:
+        header = reader.header
+        chunks = [reader.read_chunk(k) for k in range(len(reader.gops))]
+    from dataclasses import replace
+
+    odd = replace(header, fps_num=(1 << 32) - 1, fps_den=(1 << 32) - 3)
+    write_stgv(tmp_path / "odd.stgv", odd, chunks)
+    decode(tmp_path / "odd.stgv", tmp_path / "odd.mkv")
+    with av.open(str(tmp_path / "odd.mkv")) as container:
+        assert abs(float(container.streams.video[0].average_rate) - float(odd.fps)) < 1e-6
+    fast = replace(header, fps_num=(1 << 32) - 1, fps_den=1)
+    write_stgv(tmp_path / "fast.stgv", fast, chunks)
+    result = CliRunner().invoke(main, ["decode", str(tmp_path / "fast.stgv"), str(tmp_path / "fast.mkv")])
+    assert result.exit_code == 1 and "too high for a video container" in result.output

@@ -314,3 +314,12 @@ def test_sigterm_removes_the_partial_output(tmp_path):
     _, err = child.communicate(timeout=60)
     assert child.returncode == 143 and "terminated" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.stgv"]
+
+
+def test_outputs_the_encoder_cannot_take_are_refused_before_any_frame(tmp_path):
+    with pytest.raises(VideoError, match="ffv1 cannot code frames 1 pixel wide; use .y4m"):
+        VideoWriter(tmp_path / "x.mkv", 1, 16384, FPS)
+    with pytest.raises(VideoError, match="too high for a video container"):
+        VideoWriter(tmp_path / "x.y4m", 16, 16, Fraction((1 << 32) - 1))
+    _write(tmp_path / "x.y4m", moving_pattern(1, 16384, 1))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.y4m"]
