@@ -200,12 +200,24 @@ def encode(source, output, bpp, quality, gaussians, preset_name, gop_size, devic
 @click.option("--device", default=None, help="torch device (default: cuda when present, else cpu).")
 @click.option("--frames", "frame_range", help="Decode only frames A-B (0-based, inclusive).")
 @click.option("--crf", default=18, show_default=True, type=click.IntRange(0, 51), help="x264 quality of .mp4 output.")
-@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def decode(source, output, device, frame_range, crf, quiet):
-    """Decode SOURCE (.stgv) into OUTPUT: .mp4, .mkv (lossless ffv1), .y4m, - (y4m on stdout) or a directory/ of PNGs."""
+    """Decode SOURCE (.stgv) into OUTPUT: .mp4, .mkv (lossless ffv1), .y4m, - (y4m on stdout) or a directory/ of PNGs.
+
+    Frames are written as they are rendered, a few at a time, so memory does not grow with the
+    video or GoP length; Ctrl-C or SIGTERM stop at any point and remove the partial output.
+    """
+    from tqdm import tqdm
+
     from .decode import decode as run
 
-    summary = run(source, output, device=device, frames=_frame_range(frame_range), crf=crf)
+    with tqdm(desc="decode", unit="frame", disable=quiet, leave=False, delay=1.0, mininterval=1.0) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        summary = run(source, output, device=device, frames=_frame_range(frame_range), crf=crf, progress=progress)
     if not quiet:
         click.echo(
             f"{output}: {summary.frames} frames {summary.width}x{summary.height} in {summary.seconds:.1f} s on {summary.device}",

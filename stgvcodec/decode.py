@@ -12,25 +12,24 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from .bitstream import StgvReader
 from .bitstream.gop import GopRecord, decode_gop
 from .bitstream.model_config import unpack_model_config
 from .config import ModelConfig
 from .gop import frame_times
+from .memory import POINT_CHUNK, check_memory, render_batch
 from .metrics import to_uint8
 from .model import DeformationField, Gaussians, GopModel
 from .quant.colours import dequantize_colours
 from .quant.quantizers import dequantize_cholesky, dequantize_tensor
-from .render import Backend
-
-RENDER_BATCH = 10
-"""Frames rendered together; fixed, so every run computes with identical batch shapes."""
-
+from .render import Backend, rasterize
 
 @dataclass(frozen=True)
 class DecodeSummary:
@@ -64,15 +63,45 @@ def gop_model(record: GopRecord, config: ModelConfig, device: torch.device) -> G
 
 
 @torch.no_grad()
-def render_gop(model: GopModel, count: int, height: int, width: int, backend: Backend = "auto") -> np.ndarray:
-    """All `count` frames [T, H, W, 3] uint8 of a GoP, rendered RENDER_BATCH at a time."""
+def gop_frames(
+    model: GopModel, count: int, height: int, width: int, backend: Backend = "auto", frames: range | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Frames of a GoP as (index in the GoP, [H, W, 3] uint8), a batch of render_batch() at a time.
+
+    Args:
+        frames: the indices to yield (default all `count`); batches are always aligned to the
+            GoP's first frame, so a frame renders identically whichever others are asked for.
+    """
+    wanted = range(count) if frames is None else frames
     device = model.gaussians.means.device
     times = torch.tensor(frame_times(count), dtype=torch.float32, device=device)
-    chunks = [
-        to_uint8(model.render(times[first : first + RENDER_BATCH], height, width, backend))
-        for first in range(0, count, RENDER_BATCH)
-    ]
-    return np.concatenate(chunks)
+    step = render_batch(height, width, len(model.gaussians))
+    for first in range(0, count, step):
+        batch = [k for k in range(first, min(first + step, count)) if k in wanted]
+        if not batch:
+            continue
+        means, cholesky, colours = _deformed(model, times[first : first + step])
+        image = rasterize(means, cholesky, colours, height, width, backend)
+        for k in batch:
+            yield k, to_uint8(image[k - first])
+
+
+def _deformed(model: GopModel, times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """model.deformed(times), evaluated over at most POINT_CHUNK (Gaussian, frame) pairs at a time."""
+    g = model.gaussians
+    count = g.means.shape[0]
+    per_chunk = max(1, POINT_CHUNK // max(times.shape[0], 1))
+    if count <= per_chunk:
+        return model.deformed(times)
+    offsets = [model.deformation(g.means[n : n + per_chunk], times) for n in range(0, count, per_chunk)]
+    dmu = torch.cat([d for d, _ in offsets], dim=1)
+    dc = torch.cat([c for _, c in offsets], dim=1)
+    return g.means + dmu, g.cholesky.expand(times.shape[0], *g.cholesky.shape), g.colors + dc
+
+
+def render_gop(model: GopModel, count: int, height: int, width: int, backend: Backend = "auto") -> np.ndarray:
+    """All `count` frames [T, H, W, 3] uint8 of a GoP (gop_frames, gathered)."""
+    return np.stack([frame for _, frame in gop_frames(model, count, height, width, backend)])
 
 
 def default_device(device: str | None = None) -> torch.device:
@@ -118,6 +147,7 @@ def decode(
         first, last = frames if frames is not None else (0, header.frame_count - 1)
         if not 0 <= first <= last < header.frame_count:
             raise ValueError(f"--frames {first}-{last} outside 0-{header.frame_count - 1}")
+        check_memory(header.width, header.height, 0, config, f"{header.width}x{header.height} frames")
         written = 0
         with VideoWriter(output, header.width, header.height, header.fps, crf=crf) as writer:
             for index, entry in enumerate(reader.gops):
@@ -125,12 +155,13 @@ def decode(
                 if gop_last < first or gop_first > last:
                     continue
                 record = decode_gop(reader.read_chunk(index), sizes)
+                check_memory(header.width, header.height, record.means.shape[0], config, entry.label)
                 model = gop_model(record, config, target)
-                decoded = render_gop(model, entry.frame_count, header.height, header.width)
-                for k in range(max(first, gop_first), min(last, gop_last) + 1):
-                    writer.write(decoded[k - gop_first])
+                wanted = range(max(first, gop_first) - gop_first, min(last, gop_last) + 1 - gop_first)
+                for _, frame in gop_frames(model, entry.frame_count, header.height, header.width, frames=wanted):
+                    writer.write(frame)
                     written += 1
-                if progress is not None:
-                    progress(written, last - first + 1)
+                    if progress is not None:
+                        progress(written, last - first + 1)
     return DecodeSummary(written, header.width, header.height, time.perf_counter() - start, str(target))
 

@@ -7,8 +7,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .bitstream import StgvReader
-from .bitstream.gop import STREAM_KINDS, stream_sizes
+from .bitstream.gop import STREAM_KINDS, gaussian_count, stream_sizes
 from .bitstream.model_config import unpack_model_config
+from .memory import render_memory
 
 
 def describe(path: str | os.PathLike) -> dict:
@@ -24,11 +25,12 @@ def describe(path: str | os.PathLike) -> dict:
         gops = []
         totals = dict.fromkeys(STREAM_KINDS, 0)
         for index, entry in enumerate(reader.gops):
-            streams = stream_sizes(reader.read_chunk(index))
+            payload = reader.read_chunk(index)
+            streams = stream_sizes(payload)
             for kind in STREAM_KINDS:
                 totals[kind] += streams[kind]
             gops.append({"gop": index, "first_frame": entry.first_frame, "frames": entry.frame_count,
-                         "bytes": entry.length, "streams": streams})  # fmt: skip
+                         "gaussians": gaussian_count(payload), "bytes": entry.length, "streams": streams})  # fmt: skip
     pixels = header.width * header.height * header.frame_count
     payload = sum(totals.values())
     bits = {kind: 8 * value for kind, value in totals.items()}
@@ -41,7 +43,11 @@ def describe(path: str | os.PathLike) -> dict:
         "height": header.height,
         "fps": f"{header.fps_num}/{header.fps_den}",
         "frames": header.frame_count,
+        "duration_seconds": float(header.frame_count / header.fps),
         "gop_size": header.gop_size,
+        "decode_memory_bytes": max(
+            (render_memory(header.height, header.width, gop["gaussians"], config) for gop in gops), default=0
+        ),
         "gops": gops,
         "model": asdict(config),
         "bits": bits,
@@ -53,8 +59,9 @@ def format_text(report: dict) -> str:
     """The report of describe() as aligned text."""
     lines = [
         f"{report['path']}: {report['bytes']} bytes, {report['bpp']:.4f} bpp",
-        f"  video   {report['width']}x{report['height']}, {report['frames']} frames at {report['fps']} fps, "
-        f"GoPs of {report['gop_size']} ({len(report['gops'])} GoPs)",
+        f"  video   {report['width']}x{report['height']}, {report['frames']} frames at {report['fps']} fps "
+        f"({_duration(report['duration_seconds'])}), GoPs of {report['gop_size']} ({len(report['gops'])} GoPs)",
+        f"  decode  about {report['decode_memory_bytes'] / 1e6:.0f} MB of working memory for rendering",
         "  model   " + ", ".join(f"{k}={v}" for k, v in report["model"].items()),
         "  bits per stream:",
     ]
@@ -64,5 +71,15 @@ def format_text(report: dict) -> str:
     lines.append("  GoPs:")
     for gop in report["gops"]:
         parts = " ".join(f"{k}={v}" for k, v in gop["streams"].items())
-        lines.append(f"    {gop['gop']:>4}  frames {gop['first_frame']}-{gop['first_frame'] + gop['frames'] - 1}  {gop['bytes']:>8} bytes  {parts}")
+        lines.append(
+            f"    {gop['gop']:>4}  frames {gop['first_frame']}-{gop['first_frame'] + gop['frames'] - 1}  "
+            f"{gop['gaussians']:>7} Gaussians  {gop['bytes']:>8} bytes  {parts}"
+        )
     return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    """h:mm:ss.s for a duration in seconds."""
+    minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{rest:04.1f}"

@@ -261,3 +261,15 @@ def _expected_ids(streams, tensor_sizes: list[int]) -> list[int]:
         + [Stream.COLOUR + k for k in range(stages)]
         + [Stream.HASH, Stream.MLP]
     )
+
+
+def gaussian_count(payload: bytes | memoryview) -> int:
+    """The Gaussian count N a GoP payload declares (read from PARAMS, without decoding the streams).
+
+    Raises:
+        BitstreamError: for a payload without a valid PARAMS stream.
+    """
+    for stream_id, view in unpack_streams(payload):
+        if stream_id == Stream.PARAMS:
+            return _params_head(view)[0]
+    raise BitstreamError("GoP payload: no parameter stream")
