@@ -14,10 +14,12 @@ fixed cost of a GoP (network and side information, as measured so far, or estima
 Gaussians at the bits a Gaussian's own streams have cost so far.
 
 --quality: the network rung is the one --bpp would choose for the first GoP's Gaussians
-(settings_for_gaussians). PSNR grows by about QualityTarget.DB_PER_DOUBLING for each doubling of the Gaussians
-(measured on carphone and Bunny at 0.05 -> 0.1 bpp: +1.9 and +2.9 dB for about 2.2x). The first
-GoP takes the preset's density; after each GoP the model's offset is re-measured, and the next GoP
-gets the count that model says reaches the target.
+(settings_for_gaussians). The first GoP takes the preset's density; each next GoP gets the count
+that PSNR = offset + slope * log2(N) says reaches the target, the offset from the last GoP and
+the slope fitted to all GoPs so far (QualityTarget.DB_PER_DOUBLING until two counts differ:
+carphone and Bunny at 0.05 -> 0.1 bpp gained 1.9 and 2.9 dB for about 2.2x). Where the measured
+slope falls below MIN_DB_PER_DOUBLING (a fit that converges no further, as Bunny at 320x160 on the
+fast preset), the count stops growing and the shortfall is reported.
 """
 
 from __future__ import annotations
@@ -234,16 +236,19 @@ class QualityTarget:
     """--quality DB: Gaussians per GoP from a PSNR model re-measured after every GoP."""
 
     DB_PER_DOUBLING = 2.5
-    """PSNR gained per doubling of the Gaussians (see the module docstring)."""
+    """PSNR gained per doubling of the Gaussians before two GoPs with different counts measure it
+    (see the module docstring)."""
+    MIN_DB_PER_DOUBLING = 1.0
+    """Below this measured gain, more Gaussians are not worth their bits and encoding time: the
+    count stops growing and the shortfall is reported."""
     MAX_STEP = 4.0
     """Largest factor between the counts of consecutive GoPs, so one odd GoP cannot swing the next far."""
 
     def __init__(self, quality: float, video: Video, first_count: int):
         self.quality, self.video = quality, video
         self.next_count = self._clamp(first_count)
-        self.offset: float | None = None  # PSNR = offset + DB_PER_DOUBLING * log2(N)
-        self.missed: list[tuple[int, float]] = []  # (GoP number, PSNR) of GoPs at the cap below target
-        self.gops_done = 0
+        self.seen: list[tuple[float, float]] = []  # (log2 N, PSNR) of each coded GoP
+        self.missed: list[tuple[int, float, str]] = []  # (GoP number, PSNR, why) of GoPs that stopped short
 
     def check(self) -> list[str]:
         return []
@@ -251,24 +256,40 @@ class QualityTarget:
     def gaussians(self, first: int, count: int) -> int:
         return self.next_count
 
+    def slope(self) -> float:
+        """dB per doubling: the least-squares slope of the GoPs so far where their counts differ
+        by at least 20%, else DB_PER_DOUBLING."""
+        x = np.array([p[0] for p in self.seen])
+        if len(x) < 2 or x.max() - x.min() < math.log2(1.2):
+            return self.DB_PER_DOUBLING
+        y = np.array([p[1] for p in self.seen])
+        return float(np.polyfit(x, y, 1)[0])
+
     def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float) -> None:
-        self.gops_done += 1
-        observed = psnr - self.DB_PER_DOUBLING * math.log2(gaussians)
-        self.offset = observed if self.offset is None else 0.5 * (self.offset + observed)
-        if gaussians >= RateModel.max_gaussians(self.video.height, self.video.width) and psnr < self.quality - 0.5:
-            self.missed.append((self.gops_done, psnr))
-        wanted = 2.0 ** ((self.quality - self.offset) / self.DB_PER_DOUBLING)
+        self.seen.append((math.log2(gaussians), psnr))
+        slope = self.slope()
+        most = RateModel.max_gaussians(self.video.height, self.video.width)
+        # Content varies from GoP to GoP: the model's offset follows this GoP, its slope all of them.
+        wanted = gaussians * 2.0 ** ((self.quality - psnr) / max(slope, self.MIN_DB_PER_DOUBLING))
         wanted = min(max(wanted, gaussians / self.MAX_STEP), gaussians * self.MAX_STEP)
+        if psnr < self.quality - 0.5 and (gaussians >= most or slope < self.MIN_DB_PER_DOUBLING):
+            why = f"the cap of {most} Gaussians" if gaussians >= most else f"{max(slope, 0.0):.2f} dB per doubling of the Gaussians"
+            self.missed.append((len(self.seen), psnr, why))
+            if slope < self.MIN_DB_PER_DOUBLING:
+                wanted = min(wanted, 2.0 ** max(p[0] for p in self.seen))  # no more than tried already
         self.next_count = self._clamp(round(wanted))
 
     def shortfall(self, bpp: float, psnr: float) -> str | None:
-        """A sentence when GoPs at the most Gaussians stayed more than 0.5 dB below the target."""
+        """A sentence when GoPs stayed more than 0.5 dB below the target because the cap or
+        diminishing returns stopped the count."""
         if not self.missed:
             return None
-        most = RateModel.max_gaussians(self.video.height, self.video.width)
-        gops = ", ".join(str(number) for number, _ in self.missed)
-        best = max(p for _, p in self.missed)
-        return f"--quality {self.quality:g} dB not reached in GoP {gops}: {most} Gaussians (the cap) gave at most {best:.2f} dB"
+        gops = ", ".join(str(number) for number, _, _ in self.missed)
+        best = max(p for _, p, _ in self.missed)
+        return (
+            f"--quality {self.quality:g} dB not reached in GoP {gops}: at most {best:.2f} dB "
+            f"({self.missed[-1][2]}; the file has {psnr:.2f} dB)"
+        )
 
     def _clamp(self, count: int) -> int:
         return min(RateModel.max_gaussians(self.video.height, self.video.width), max(RateModel.min_gaussians, count))

@@ -39,6 +39,13 @@ def test_quality_target_steps_are_bounded_and_capped():
     assert control.gaussians(0, 10) == most
     message = control.shortfall(1.0, 25.0)
     assert message is not None and "--quality 60 dB not reached" in message and f"{most} Gaussians" in message
+    flat = QualityTarget(30.0, VIDEO, first_count=100)
+    flat.record(100, 5000, 1000, psnr=27.0)
+    second = flat.gaussians(10, 10)
+    assert second == round(100 * 2 ** (3.0 / QualityTarget.DB_PER_DOUBLING))
+    flat.record(second, 5000, 1000, psnr=27.3)  # +0.3 dB for 2.3x: more is not worth it
+    assert flat.gaussians(20, 10) == second
+    assert f"{0.3 / math.log2(second / 100):.2f} dB per doubling" in flat.shortfall(0.1, 27.2)
     low = QualityTarget(10.0, VIDEO, first_count=100)
     low.record(100, 5000, 1000, psnr=40.0)
     assert low.gaussians(10, 10) == max(RateModel.min_gaussians, math.ceil(100 / QualityTarget.MAX_STEP))
