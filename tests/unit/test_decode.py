@@ -1,5 +1,5 @@
 """The standalone decoder on files built from hand-made GoP records (no training): empty GoPs,
-and valid records whose network throws Gaussians to extremes."""
+errors that name their GoP, and valid records whose network throws Gaussians to extremes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stgvcodec.bitstream import FileHeader, write_stgv
+from stgvcodec.bitstream import BitstreamError, FileHeader, write_stgv
 from stgvcodec.bitstream.gop import GopRecord, decode_gop, encode_gop, network_levels
 from stgvcodec.bitstream.model_config import pack_model_config
 from stgvcodec.config import ModelConfig
@@ -72,6 +72,24 @@ def test_a_file_with_an_empty_gop_decodes(tmp_path):
     assert not frames[:3].any()
     np.testing.assert_array_equal(frames[3:], _render(records[1], config))
     assert frames[3:].any()
+
+
+@pytest.mark.parametrize(
+    "spoil,message",
+    [
+        (lambda r: r.means.__setitem__((4, 1), np.nan), r"Gaussian \d+ \(stream order\) has a non-finite position"),
+        (lambda r: r.tensor_scales.__setitem__(2, np.float32(np.inf)), "network tensor scale 2 = inf"),
+        (lambda r: r.cholesky_beta.__setitem__(0, np.float32(1e30)), "Cholesky offset beta 0 = 1e\\+30"),
+    ],
+)
+def test_payload_errors_name_the_gop(tmp_path, spoil, message):
+    config = CONFIGS["hash"]
+    records = [_record(config, 10), _record(config, 10, seed=2)]
+    spoil(records[1])
+    _write(tmp_path / "bad.stgv", config, [encode_gop(r) for r in records])
+    with pytest.raises(BitstreamError, match=rf"^GoP 1 \(frames 3-5\): GoP payload: {message}"):
+        decode(tmp_path / "bad.stgv", tmp_path / "bad.mkv", device="cpu")
+    decode(tmp_path / "bad.stgv", tmp_path / "first.mkv", device="cpu", frames=(0, 2))  # GoP 0 is intact
 
 
 @pytest.mark.parametrize("encoding", list(CONFIGS))
