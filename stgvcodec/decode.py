@@ -43,8 +43,14 @@ class DecodeSummary:
 
 
 def tensor_sizes(config: ModelConfig) -> list[int]:
-    """Element counts of the deformation field's tensors, in stream order."""
-    return [p.numel() for _, p in DeformationField(config).named_parameters()]
+    """Element counts of the deformation field's tensors, in stream order.
+
+    The field is built on the meta device: counting allocates nothing, so a header whose
+    configuration asks for a network of gigabytes costs nothing until a GoP is decoded.
+    """
+    with torch.device("meta"):
+        field = DeformationField(config)
+    return [p.numel() for _, p in field.named_parameters()]
 
 
 def read_gop(reader: StgvReader, index: int, sizes: list[int]) -> GopRecord:

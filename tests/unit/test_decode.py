@@ -3,6 +3,9 @@ errors that name their GoP, and valid records whose network throws Gaussians to 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import av
 import numpy as np
 import pytest
@@ -117,3 +120,19 @@ def test_extreme_valid_networks_decode_deterministically(encoding, scale):
     record = _record(config, 50, seed=3, scale=scale)
     first = _render(record, config)
     np.testing.assert_array_equal(first, _render(record, config))
+
+
+def test_counting_tensors_allocates_nothing():
+    """The largest configuration the header allows has 519M weights (2 GB): tensor_sizes must
+    count them without allocating them (measured as the process's peak RSS, in a fresh process)."""
+    script = (
+        "import resource, torch; from stgvcodec.config import ModelConfig; from stgvcodec.decode import tensor_sizes\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "big = ModelConfig(log2_table_size=22, levels=16, spatial_features=8, temporal_features=8, width=1024)\n"
+        "print(sum(tensor_sizes(big)), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    count, grown_kib = map(int, result.stdout.split())
+    assert count > 5e8
+    assert grown_kib < 200 * 1024  # 2 GB if the field were allocated
