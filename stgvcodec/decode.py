@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .bitstream import StgvReader
+from .bitstream import BitstreamError, StgvReader
 from .bitstream.gop import GopRecord, decode_gop
 from .bitstream.model_config import unpack_model_config
 from .config import ModelConfig
@@ -43,8 +43,28 @@ class DecodeSummary:
 
 
 def tensor_sizes(config: ModelConfig) -> list[int]:
-    """Element counts of the deformation field's tensors, in stream order."""
-    return [p.numel() for _, p in DeformationField(config).named_parameters()]
+    """Element counts of the deformation field's tensors, in stream order.
+
+    The field is built on the meta device: counting allocates nothing, so a header whose
+    configuration asks for a network of gigabytes costs nothing until a GoP is decoded.
+    """
+    with torch.device("meta"):
+        field = DeformationField(config)
+    return [p.numel() for _, p in field.named_parameters()]
+
+
+def read_gop(reader: StgvReader, index: int, sizes: list[int]) -> GopRecord:
+    """Reads and parses GoP `index` of an open file.
+
+    Raises:
+        BitstreamError: for a damaged chunk or a malformed payload; the message names the GoP
+            and its frames.
+    """
+    payload = reader.read_chunk(index)  # its errors name the GoP already
+    try:
+        return decode_gop(payload, sizes)
+    except BitstreamError as error:
+        raise BitstreamError(f"{reader.gops[index].label}: {error}") from None
 
 
 def gop_model(record: GopRecord, config: ModelConfig, device: torch.device) -> GopModel:
@@ -154,7 +174,7 @@ def decode(
                 gop_first, gop_last = entry.first_frame, entry.first_frame + entry.frame_count - 1
                 if gop_last < first or gop_first > last:
                     continue
-                record = decode_gop(reader.read_chunk(index), sizes)
+                record = read_gop(reader, index, sizes)
                 check_memory(header.width, header.height, record.means.shape[0], config, entry.label)
                 model = gop_model(record, config, target)
                 wanted = range(max(first, gop_first) - gop_first, min(last, gop_last) + 1 - gop_first)

@@ -19,6 +19,7 @@ from enum import IntEnum
 import numpy as np
 
 from ..entropy import decode_symbols, encode_symbols
+from ..entropy.varint import write_uvarint
 from .streams import pack_streams, unpack_streams
 from .errors import BitstreamError
 
@@ -31,6 +32,12 @@ MLP_TENSORS = 8
 """The last 8 network tensors are the MLP's (W1, b1, W2, b2, W_mu, b_mu, W_c, b_c)."""
 MIN_TENSOR_BITS, MAX_TENSOR_BITS = 2, 8
 """Range of the network precision P."""
+MAX_PARAM = 65536.0
+"""Largest magnitude of a float32 in PARAMS (Cholesky step and offset, network tensor scales).
+
+Cholesky factors are lengths in pixels and frames are at most 16384 pixels wide, so a step or
+offset of 2^16 pixels is already absurd; with |scale| <= 2^16, a weight is at most 127 * 2^16 and
+every network output stays finite in float32 (bitstream_spec.md, section 8)."""
 
 
 def network_levels(bits: int) -> int:
@@ -160,10 +167,13 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int]) -> GopRecor
     need = books_at + stages * book * 6 + 4 * tensors
     if len(params) != need:
         raise BitstreamError(f"GoP payload: parameter stream holds {len(params)} bytes, expected {need}")
-    gamma = np.frombuffer(params, "<f4", 3, _HEAD.size).astype(np.float32)
-    beta = np.frombuffer(params, "<f4", 3, _HEAD.size + 12).astype(np.float32)
-    codebooks = np.frombuffer(params, "<f2", stages * book * 3, books_at).astype(np.float16).reshape(stages, book, 3)
-    scales = [np.float32(s) for s in np.frombuffer(params, "<f4", tensors, books_at + stages * book * 6)]
+    # Byte offsets in messages count from the start of the payload (PARAMS is its first stream).
+    at = 1 + len(write_uvarint(len(params)))
+    scales_at = books_at + stages * book * 6
+    gamma = _floats(params, "<f4", 3, _HEAD.size, "Cholesky step gamma", at, MAX_PARAM)
+    beta = _floats(params, "<f4", 3, _HEAD.size + 12, "Cholesky offset beta", at, MAX_PARAM)
+    codebooks = _floats(params, "<f2", stages * book * 3, books_at, "codebook value", at, None).reshape(stages, book, 3)
+    scales = list(_floats(params, "<f4", tensors, scales_at, "network tensor scale", at, MAX_PARAM))
 
     data = iter(view for _, view in streams[1:])
 
@@ -182,6 +192,10 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int]) -> GopRecor
     y = symbols(count, 0, 0xFF, "y positions (high)").astype(np.int64) << 8
     y |= symbols(count, 0, 0xFF, "y positions (low)")
     means = keys_to_means(np.stack((x, y), axis=-1))
+    finite = np.isfinite(means).all(axis=-1)
+    if not finite.all():
+        n = int(np.argmin(finite))
+        raise BitstreamError(f"GoP payload: Gaussian {n} (stream order) has a non-finite position {means[n].tolist()}")
     cholesky = np.stack([symbols(count, 0, 255, f"Cholesky channel {k}") for k in range(3)], axis=-1)
     colours = np.stack([symbols(count, 0, book - 1, f"colour stage {k}") for k in range(stages)], axis=-1)
     levels = network_levels(bits)
@@ -229,6 +243,27 @@ def stream_sizes(payload: bytes | memoryview) -> dict[str, int]:
         sizes[stream_kind(stream_id)] += len(view)
     sizes["side"] += len(payload) - sum(len(view) for _, view in streams)
     return sizes
+
+
+def _floats(params, dtype: str, count: int, offset: int, what: str, at: int, limit: float | None) -> np.ndarray:
+    """`count` little-endian floats of PARAMS at `offset`, checked finite and, with a limit, |v| <= limit.
+
+    Args:
+        at: offset of PARAMS in the payload, for messages.
+
+    Raises:
+        BitstreamError: naming the first bad value, its index and its byte in the payload.
+    """
+    values = np.frombuffer(params, dtype, count, offset)
+    good = np.isfinite(values)
+    if limit is not None:
+        good &= np.abs(values) <= limit
+    if not good.all():
+        k = int(np.argmin(good))
+        bound = "" if limit is None else f" or outside [-{limit:g}, {limit:g}]"
+        byte = at + offset + k * values.itemsize
+        raise BitstreamError(f"GoP payload: {what} {k} = {float(values[k]):.7g} at byte {byte} is not finite{bound}")
+    return values.astype(dtype[1:])
 
 
 def _params_head(params: memoryview | bytes) -> tuple[int, int, int, int, int, int]:

@@ -72,18 +72,19 @@ class DeformationField(nn.Module):
         xy = ((means.detach() + 1.0) * 0.5).clamp(0.0, 1.0)  # [N, 2]
         t = times.view(steps, 1, 1).expand(steps, count, 1)  # [T, N, 1]
         xyt = torch.cat((xy.expand(steps, count, 2), t), dim=-1).reshape(-1, 3)  # [T*N, 3]
+        # Sizes are spelled out, not -1: with N = 0 (a GoP without Gaussians) -1 is ambiguous.
         gamma = self.time_encoding(times.view(steps, 1))  # [T, 13]
-        gamma = gamma[:, None, :].expand(steps, count, gamma.shape[-1]).reshape(steps * count, -1)
+        gamma = gamma[:, None, :].expand(steps, count, gamma.shape[-1]).reshape(steps * count, gamma.shape[-1])
         encoding = self.config.encoding
         if encoding == "hash":
             spatial = self.spatial(xy)  # [N, L*F2], the same for every time
-            spatial = spatial.expand(steps, *spatial.shape).reshape(steps * count, -1)
+            spatial = spatial.expand(steps, *spatial.shape).reshape(steps * count, spatial.shape[-1])
             features = [spatial, self.temporal(xyt)]
         elif encoding == "plane":
             features = [self.planes(xyt)]
         else:
             encoded = self.position_encoding(xy)
-            features = [encoded.expand(steps, *encoded.shape).reshape(steps * count, -1)]
+            features = [encoded.expand(steps, *encoded.shape).reshape(steps * count, encoded.shape[-1])]
         hidden = self.mlp(torch.cat((*features, gamma), dim=-1))
         dmu = self.head_mu(hidden).view(steps, count, 2)
         dc = self.head_c(hidden).view(steps, count, 3)

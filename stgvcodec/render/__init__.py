@@ -11,7 +11,10 @@ The renderer (normative; bitstream_spec.md repeats it):
 
     Sum blending is order independent; there is no cap on Gaussians per pixel or tile.
     Sigma_n with det = (l1 l3)^2 <= 1e-12 (or a non-finite inverse) is degenerate: w_n = 0.
+    So is a Gaussian whose centre (in pixels), Sigma's diagonal or colour is not finite: any
+    float input renders, and nothing non-finite reaches a kernel's integer arithmetic.
     The clamp is applied once, at the end; its gradient is zero where the sum is outside [0, 1].
+    A sum that overflowed to NaN (inf - inf, only with colours near the float32 limit) becomes 0.
 
 Backends compute this same function, forward and gradients:
 
@@ -85,14 +88,15 @@ def rasterize(
 
     name = _resolve(backend, means.device)
     module = _load(name)
-    centres, conics, extents = project(means, cholesky, height, width)
     if name != "reference" and means.dtype != torch.float32:
         raise ValueError(f"render backend {name!r} computes in float32, got {means.dtype}")
+    centres, conics, colors, extents = project(means, cholesky, colors, height, width)
     if name == "reference":
         raw = module.rasterize_sum(centres, conics, colors, extents, height, width)
     else:
-        raw = RasterizeSum.apply(module.KERNEL, centres, conics, colors.contiguous(), extents, height, width)
-    image = raw.clamp(0.0, 1.0)
+        raw = RasterizeSum.apply(module.KERNEL, centres, conics, colors, extents, height, width)
+    # Identity on finite sums (values and gradients); a NaN sum renders as 0 on every backend.
+    image = raw.nan_to_num(nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
     return image if batched else image[0]
 
 

@@ -60,13 +60,30 @@ if numba is not None:
     _vjit = numba.njit(cache=True, nogil=True, fastmath=_FAST)
 
     @_jit
+    def _clip(low, high, size):
+        """Integers [first, last] in [low, high] and in 0..size - 1; empty (1, 0) when there are
+        none or a bound is NaN.
+
+        The bounds are clipped as floats before any conversion: int() of a NaN, infinite or huge
+        float is undefined in compiled code (x86 gives -2^63), and such a row or column index
+        would write out of bounds.
+        """
+        first, last = np.ceil(low), np.floor(high)
+        # Written so that every comparison with NaN lands on "empty".
+        if not (first <= last and first <= size - 1.0 and last >= 0.0):
+            return 1, 0
+        return int(max(first, 0.0)), int(min(last, size - 1.0))
+
+    @_jit
     def _row_range(cy, ey, height):
-        """Rows whose centres can lie inside the ellipse, clipped: [first, last]."""
-        # Clip in floating point first (np.ceil stays a float; math.ceil would convert an infinite
-        # or huge bound to int64 with undefined result).
-        first = int(max(np.ceil(cy - ey - 0.5 - _MARGIN), 0.0))
-        last = int(min(np.floor(cy + ey - 0.5 + _MARGIN), height - 1.0))
-        return first, last
+        """Rows whose centres can lie inside the ellipse, clipped: [first, last] (first > last: none)."""
+        return _clip(cy - ey - 0.5 - _MARGIN, cy + ey - 0.5 + _MARGIN, height)
+
+    @_jit
+    def _skipped(centres, extents, bi, n):
+        """Whether Gaussian n of image bi is left out: a negative or NaN extent, or a non-finite centre."""
+        ex, ey = extents[bi, n, 0], extents[bi, n, 1]
+        return not (ex >= 0.0 and ey >= 0.0 and np.isfinite(centres[bi, n, 0]) and np.isfinite(centres[bi, n, 1]))
 
     @_jit
     def _span(cx, dy, a, b, c, width):
@@ -74,14 +91,12 @@ if numba is not None:
         # 0.5 a dx^2 + b dy dx + 0.5 c dy^2 - CUTOFF <= 0  <=>  dx between the roots (float64 here).
         a, half_b = np.float64(a), np.float64(b) * np.float64(dy)
         disc = half_b * half_b - a * (np.float64(c) * np.float64(dy) ** 2 - 2.0 * CUTOFF)
-        if disc < 0.0:
+        if not disc >= 0.0:  # negative, or NaN from non-finite inputs
             return 1, 0
         root = math.sqrt(disc)
         lo = (-half_b - root) / a
         hi = (-half_b + root) / a
-        first = int(max(np.ceil(cx + lo - 0.5 - _MARGIN), 0.0))
-        last = int(min(np.floor(cx + hi - 0.5 + _MARGIN), width - 1.0))
-        return first, last
+        return _clip(cx + lo - 0.5 - _MARGIN, cx + hi - 0.5 + _MARGIN, width)
 
     @_vjit
     def _weight(s):
@@ -107,7 +122,7 @@ if numba is not None:
     @_jit
     def _strip_span(centres, extents, bi, n, height):
         """Strips [first, last] that Gaussian n of image bi touches (first > last: none)."""
-        if extents[bi, n, 0] < 0.0:
+        if _skipped(centres, extents, bi, n):
             return 1, 0
         first, last = _row_range(centres[bi, n, 1], extents[bi, n, 1], height)
         if first > last:
@@ -176,7 +191,7 @@ if numba is not None:
         height, width = grad_planes.shape[2], grad_planes.shape[3]
         for key in numba.prange(batch * count):
             bi, n = key // count, key % count
-            if extents[bi, n, 0] < 0.0:
+            if _skipped(centres, extents, bi, n):
                 continue
             cx, cy = centres[bi, n, 0], centres[bi, n, 1]
             a, b, c = conics[bi, n, 0], conics[bi, n, 1], conics[bi, n, 2]

@@ -6,7 +6,13 @@ batch of B parameter sets with the same N:
     forward(centres, conics, colors, extents, H, W) -> image [B, H, W, 3]
         image[b, i, j] = sum_n colors[b, n] * w,  w = exp(-s) if s <= CUTOFF else 0,
         s = 0.5 * (a dx^2 + c dy^2) + b dx dy,  dx = j + 0.5 - x_n,  dy = i + 0.5 - y_n,
-        Gaussians with a negative extent skipped. No clamping: rasterize() clamps afterwards.
+        Gaussians with a negative or NaN extent, or a non-finite centre, skipped. No clamping:
+        rasterize() clamps afterwards.
+
+Kernels never index memory with a value derived from an unchecked float: whatever floats they are
+given (NaN, inf, huge, denormal), they read and write only inside their tensors. project() hands
+them only finite centres, conics and colours; a kernel called directly with others may compute
+NaN pixels, never touch memory outside its buffers.
 
     backward(centres, conics, colors, extents, H, W, grad_image)
         -> (grad_centres [B, N, 2], grad_conics [B, N, 3], grad_colors [B, N, 3])

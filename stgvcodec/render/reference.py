@@ -38,6 +38,7 @@ def rasterize_sum(
     dy = ys.view(1, height, 1, 1) - centres[:, None, None, :, 1]  # [B, H, 1, N]
     a, b, c = (conics[:, None, None, :, k] for k in range(3))
     s = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy  # [B, H, W, N]
-    inside = (s <= CUTOFF) & (extents[:, None, None, :, 0] >= 0)
+    # A non-finite centre makes s NaN or inf, never <= CUTOFF: skipped as the kernels skip it.
+    inside = (s <= CUTOFF) & (extents[:, None, None, :, 0] >= 0) & (extents[:, None, None, :, 1] >= 0)
     weights = torch.where(inside, torch.exp(-torch.where(inside, s, 0.0)), 0.0)
     return torch.einsum("bhwn,bnc->bhwc", weights, colors)

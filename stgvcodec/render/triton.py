@@ -269,8 +269,9 @@ def _rect_kernel(centres_ptr, extents_ptr, rects_ptr, counts_ptr, total, height,
     col1 = tl.floor(x + ex - 0.5) + 1.0
     row0 = tl.ceil(y - ey - 0.5) - 1.0
     row1 = tl.floor(y + ey - 0.5) + 1.0
-    # Comparisons with NaN are false, so NaN or infinite centres count as off the frame.
-    hit = (ex >= 0.0) & (col1 >= 0.0) & (col0 <= width - 1.0) & (row1 >= 0.0) & (row0 <= height - 1.0)
+    # Comparisons with NaN are false, so NaN extents skip the Gaussian and NaN or infinite centres
+    # count as off the frame (x = inf gives col0 = inf or NaN, x = -inf col1 = -inf or NaN).
+    hit = (ex >= 0.0) & (ey >= 0.0) & (col1 >= 0.0) & (col0 <= width - 1.0) & (row1 >= 0.0) & (row0 <= height - 1.0)
     # Clip to the frame in float (huge boxes must not overflow int32), then to tiles.
     tx0 = tl.maximum(tl.where(hit, col0, 0.0), 0.0).to(tl.int32) // TILE
     tx1 = tl.minimum(tl.where(hit, col1, 0.0), width - 1.0).to(tl.int32) // TILE

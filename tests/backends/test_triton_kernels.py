@@ -26,8 +26,7 @@ def _projected(count, height, width, batch, seed, size_scale=1.0):
     means, cholesky, colors = random_gaussians(
         count, height, width, batch=batch, seed=seed, size_scale=size_scale, device=DEVICE
     )
-    centres, conics, extents = projection.project(means, cholesky, height, width)
-    return centres, conics, colors, extents
+    return projection.project(means, cholesky, colors, height, width)
 
 
 def _pairs(bins, count):
@@ -127,8 +126,8 @@ def test_crowded_tile_spans_several_chunks():
     centres = (torch.rand(1, count, 2, generator=gen) * 16).to(DEVICE)
     cholesky = (torch.rand(1, count, 3, generator=gen) * torch.tensor([3.0, 1.0, 3.0]) + torch.tensor([1.0, 0.0, 1.0]))
     means = centres / torch.tensor([8.0, 8.0], device=DEVICE) - 1.0
-    centres, conics, extents = projection.project(means, cholesky.to(DEVICE), 16, 16)
     colors = (torch.rand(1, count, 3, generator=gen) * 0.1).to(DEVICE)
+    centres, conics, colors, extents = projection.project(means, cholesky.to(DEVICE), colors, 16, 16)
     grad_image = torch.randn(1, 16, 16, 3, generator=gen).to(DEVICE)
 
     params = [t.clone().requires_grad_(True) for t in (centres, conics, colors)]

@@ -141,3 +141,63 @@ def test_network_symbols_beyond_the_precision_are_rejected():
 def test_tensor_count_must_match_the_configuration():
     with pytest.raises(BitstreamError, match="network tensors"):
         decode_gop(encode_gop(_record(5)), SIZES + [4])
+
+
+def _patch_params(payload: bytes, dtype: str, offset: int, value: float) -> bytes:
+    """The payload with one float of PARAMS, at `offset` in PARAMS, replaced by `value`."""
+
+    def edit(streams):
+        params = bytearray(streams[0][1])
+        params[offset : offset + np.dtype(dtype).itemsize] = np.array([value], dtype).tobytes()
+        return [(1, bytes(params))] + streams[1:]
+
+    return _repack(payload, edit)
+
+
+# PARAMS offsets of _record(20, stages=2, book=8) with 10 tensors: gamma at 11, beta at 23,
+# codebooks at 35 (2 * 8 * 3 float16), tensor scales at 131.
+_FLOATS = [
+    ("<f4", 11 + 4, "Cholesky step gamma 1", 15),
+    ("<f4", 23, "Cholesky offset beta 0", 23),
+    ("<f4", 131 + 4 * 9, "network tensor scale 9", 167),
+]
+
+
+@pytest.mark.parametrize("dtype,offset,name,byte", _FLOATS)
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e30, -65536.01])
+def test_params_floats_must_be_finite_and_bounded(dtype, offset, name, byte, value):
+    payload = encode_gop(_record(20))
+    at = 3  # PARAMS data (171 bytes) starts after its id byte and a two-byte length varint
+    with pytest.raises(BitstreamError, match=rf"{name} = .* at byte {at + byte} is not finite or outside \[-65536, 65536\]"):
+        decode_gop(_patch_params(payload, dtype, offset, value), SIZES)
+
+
+@pytest.mark.parametrize("dtype,offset,name,byte", _FLOATS)
+@pytest.mark.parametrize("value", [65536.0, -65536.0, 0.0, 1e-45])
+def test_params_floats_at_the_bounds_are_accepted(dtype, offset, name, byte, value):
+    record = decode_gop(_patch_params(encode_gop(_record(20)), dtype, offset, value), SIZES)
+    assert np.isfinite(record.cholesky_gamma).all() and np.isfinite(record.tensor_scales).all()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_codebooks_must_be_finite(value):
+    payload = _patch_params(encode_gop(_record(20)), "<f2", 35 + 2 * 40, value)
+    with pytest.raises(BitstreamError, match=rf"codebook value 40 = .* at byte {3 + 35 + 80} is not finite$"):
+        decode_gop(payload, SIZES)
+    # The largest float16 is a valid codebook entry.
+    decode_gop(_patch_params(encode_gop(_record(20)), "<f2", 35, 65504.0), SIZES)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_positions_are_rejected(axis, value):
+    record = _record(20)
+    record.means[7, axis] = value
+    with pytest.raises(BitstreamError, match=r"Gaussian \d+ \(stream order\) has a non-finite position"):
+        decode_gop(encode_gop(record), SIZES)
+
+
+def test_extreme_finite_positions_are_accepted():
+    record = _record(20)
+    record.means[:3] = np.array([[65504, -65504], [-65504, 6e-8], [-0.0, 65504]], np.float16)
+    _assert_same(decode_gop(encode_gop(record), SIZES), record.sorted())
