@@ -32,6 +32,8 @@ try:
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps the error readable
     numba = None
 
+LANES = 8
+"""Partial sums per quantity in a row of the backward pass (see _gradient_row)."""
 STRIP = 8
 """Rows per strip of the forward pass; small strips balance threads, large ones cut re-binning."""
 
@@ -58,6 +60,7 @@ if numba is not None:
     _FAST = {"reassoc", "contract", "nsz", "arcp"}
     _pjit = numba.njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
     _vjit = numba.njit(cache=True, nogil=True, fastmath=_FAST)
+    _strict = numba.njit(cache=True, nogil=True, fastmath={"nsz", "arcp"})
 
     @_jit
     def _clip(low, high, size):
@@ -205,33 +208,36 @@ if numba is not None:
                     colors[bi, n, 0], colors[bi, n, 1], colors[bi, n, 2], out,
                 )
 
-    @_vjit
+    @_strict
     def _gradient_row(gred, ggreen, gblue, j0, j1, cx, dy, a, b, c, cr, cg, cb, out):
-        g_r = g_g = g_b = g_x = g_y = g_a = g_b2 = g_c = np.float32(0.0)
+        # Eight partial sums per quantity, one per column modulo LANES, added in a fixed order at
+        # the end: the lanes are independent, so LLVM vectorises across them without reassociating
+        # (which made freshly compiled and cache-loaded kernels round differently).
+        acc = np.zeros((8, LANES), np.float32)
         gred, ggreen, gblue = gred[j0 : j1 + 1], ggreen[j0 : j1 + 1], gblue[j0 : j1 + 1]
         x0 = np.float32(j0 + 0.5) - cx
-        for k in range(gred.shape[0]):
-            dx = x0 + np.float32(np.int32(k))
-            w = _weight(np.float32(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy)
-            gr, gg, gb = gred[k], ggreen[k], gblue[k]
-            g_r += w * gr
-            g_g += w * gg
-            g_b += w * gb
-            # dL/ds = -w dL/dw; the centre moves against ds/dd since d = p - centre.
-            gs = -w * (gr * cr + gg * cg + gb * cb)
-            g_x -= gs * (a * dx + b * dy)
-            g_y -= gs * (b * dx + c * dy)
-            g_a += gs * np.float32(0.5) * dx * dx
-            g_b2 += gs * dx * dy
-            g_c += gs * np.float32(0.5) * dy * dy
-        out[0] += g_r
-        out[1] += g_g
-        out[2] += g_b
-        out[3] += g_x
-        out[4] += g_y
-        out[5] += g_a
-        out[6] += g_b2
-        out[7] += g_c
+        cyy = c * dy * dy
+        for k0 in range(0, gred.shape[0], LANES):
+            for lane in range(min(LANES, gred.shape[0] - k0)):
+                k = k0 + lane
+                dx = x0 + np.float32(np.int32(k))
+                w = _weight(np.float32(0.5) * (a * dx * dx + cyy) + b * dx * dy)
+                gr, gg, gb = gred[k], ggreen[k], gblue[k]
+                # dL/ds = -w dL/dw; the centre moves against ds/dd since d = p - centre.
+                gs = -w * (gr * cr + gg * cg + gb * cb)
+                acc[0, lane] += w * gr
+                acc[1, lane] += w * gg
+                acc[2, lane] += w * gb
+                acc[3, lane] -= gs * (a * dx + b * dy)
+                acc[4, lane] -= gs * (b * dx + c * dy)
+                acc[5, lane] += gs * np.float32(0.5) * dx * dx
+                acc[6, lane] += gs * dx * dy
+                acc[7, lane] += gs * np.float32(0.5) * dy * dy
+        for q in range(8):
+            total = np.float32(0.0)
+            for lane in range(LANES):
+                total += acc[q, lane]
+            out[q] += total
 
 
 class _NumbaKernel:
