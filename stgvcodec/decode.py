@@ -53,16 +53,21 @@ def tensor_sizes(config: ModelConfig) -> list[int]:
     return [p.numel() for _, p in field.named_parameters()]
 
 
+CHUNK_LENGTH_BYTES = 4
+"""A chunk record starts with its payload length (u32), then the payload (bitstream_spec.md)."""
+
+
 def read_gop(reader: StgvReader, index: int, sizes: list[int]) -> GopRecord:
     """Reads and parses GoP `index` of an open file.
 
     Raises:
         BitstreamError: for a damaged chunk or a malformed payload; the message names the GoP
-            and its frames.
+            and its frames, the stream, and the byte offset from the start of the file.
     """
     payload = reader.read_chunk(index)  # its errors name the GoP already
+    entry = reader.gops[index]
     try:
-        return decode_gop(payload, sizes)
+        return decode_gop(payload, sizes, base=entry.offset + CHUNK_LENGTH_BYTES)
     except BitstreamError as error:
         raise BitstreamError(f"{reader.gops[index].label}: {error}") from None
 

@@ -12,6 +12,7 @@ the decoded (reordered) record.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -145,18 +146,25 @@ def encode_gop(record: GopRecord) -> bytes:
     return pack_streams([(int(k), v) for k, v in streams])
 
 
-def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int]) -> GopRecord:
+def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int], *, base: int = 0) -> GopRecord:
     """Parses a GoP payload.
 
     Args:
         payload: the chunk's payload bytes.
         tensor_sizes: element count of each network tensor, in stream order (from the header's
             model configuration).
+        base: where the payload starts in the file; error messages give byte offsets from the
+            start of the file (from the start of the payload when 0).
 
     Raises:
-        BitstreamError: on any malformed, missing or out-of-range field.
+        BitstreamError: on any malformed, missing or out-of-range field, naming the stream and
+            the byte offset.
     """
-    streams = unpack_streams(payload)
+    try:
+        streams = unpack_streams(payload)
+    except BitstreamError as error:
+        raise BitstreamError(_shift_offsets(str(error).replace(" of the payload", ""), base)) from None
+    starts = _stream_starts(streams, base)
     expected_ids = _expected_ids(streams, tensor_sizes)
     ids = [stream_id for stream_id, _ in streams]
     if ids != expected_ids:
@@ -167,28 +175,33 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int]) -> GopRecor
     need = books_at + stages * book * 6 + 4 * tensors
     if len(params) != need:
         raise BitstreamError(f"GoP payload: parameter stream holds {len(params)} bytes, expected {need}")
-    # Byte offsets in messages count from the start of the payload (PARAMS is its first stream).
-    at = 1 + len(write_uvarint(len(params)))
+    at = starts[0]  # where PARAMS's data start
+
     scales_at = books_at + stages * book * 6
     gamma = _floats(params, "<f4", 3, _HEAD.size, "Cholesky step gamma", at, MAX_PARAM)
     beta = _floats(params, "<f4", 3, _HEAD.size + 12, "Cholesky offset beta", at, MAX_PARAM)
     codebooks = _floats(params, "<f2", stages * book * 3, books_at, "codebook value", at, None).reshape(stages, book, 3)
     scales = list(_floats(params, "<f4", tensors, scales_at, "network tensor scale", at, MAX_PARAM))
 
-    data = iter(view for _, view in streams[1:])
+    data = iter(zip(streams[1:], starts[1:]))
 
     def symbols(count_: int, low: int, high: int, what: str) -> np.ndarray:
-        values, end = decode_symbols(next(data), 0, max_count=count_)
+        (stream_id, view), start = next(data)
+        where = f"GoP payload: {what} stream (id {stream_id}) at byte {start}"
+        try:
+            values, end = decode_symbols(view, 0, max_count=count_)
+        except BitstreamError as error:
+            raise BitstreamError(f"{where}: {_shift_offsets(str(error), start)}") from None
         if values.shape[0] != count_:
-            raise BitstreamError(f"GoP payload: {what} holds {values.shape[0]} symbols, expected {count_}")
+            raise BitstreamError(f"{where}: holds {values.shape[0]} symbols, expected {count_}")
         if values.size and (values.min() < low or values.max() > high):
-            raise BitstreamError(f"GoP payload: {what} symbols outside [{low}, {high}]")
+            raise BitstreamError(f"{where}: symbols outside [{low}, {high}]")
         return values
 
     dx = symbols(max(count - 1, 0), 0, 0xFFFF, "x positions")
     x = first_x + np.concatenate(([0], np.cumsum(dx, dtype=np.int64))) if count else np.zeros(0, np.int64)
     if x.size and x[-1] > 0xFFFF:
-        raise BitstreamError("GoP payload: x positions leave the float16 range")
+        raise BitstreamError(f"GoP payload: x positions stream at byte {starts[1]}: positions leave the float16 range")
     y = symbols(count, 0, 0xFF, "y positions (high)").astype(np.int64) << 8
     y |= symbols(count, 0, 0xFF, "y positions (low)")
     means = keys_to_means(np.stack((x, y), axis=-1))
@@ -308,3 +321,19 @@ def gaussian_count(payload: bytes | memoryview) -> int:
         if stream_id == Stream.PARAMS:
             return _params_head(view)[0]
     raise BitstreamError("GoP payload: no parameter stream")
+
+
+def _stream_starts(streams: list[tuple[int, memoryview]], base: int) -> list[int]:
+    """Where each stream's data start, counting from `base` (the streams as unpack_streams found them)."""
+    starts, offset = [], base
+    for _, view in streams:
+        start = offset + 1 + len(write_uvarint(len(view)))
+        starts.append(start)
+        offset = start + len(view)
+    return starts
+
+
+def _shift_offsets(message: str, start: int) -> str:
+    """A message whose "byte N" offsets count within a buffer, with N counted from where that buffer
+    starts (`start`) instead."""
+    return re.sub(r"\bbyte (at )?(\d+)", lambda m: f"byte {m.group(1) or ''}{start + int(m.group(2))}", message)

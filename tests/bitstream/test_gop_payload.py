@@ -134,7 +134,7 @@ def test_out_of_range_symbols_are_rejected():
 def test_network_symbols_beyond_the_precision_are_rejected():
     record = _record(20, bits=4)
     record.tensor_symbols[1][0] = 8  # 4 bits: [-7, 7]
-    with pytest.raises(BitstreamError, match=r"hash network symbols outside \[-7, 7\]"):
+    with pytest.raises(BitstreamError, match=r"hash network stream \(id \d+\) at byte \d+: symbols outside \[-7, 7\]"):
         decode_gop(encode_gop(record), SIZES)
 
 

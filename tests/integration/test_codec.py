@@ -308,3 +308,34 @@ def test_frame_rates_are_checked_or_carried_into_the_output(tmp_path, coded):
     write_stgv(tmp_path / "fast.stgv", fast, chunks)
     result = CliRunner().invoke(main, ["decode", str(tmp_path / "fast.stgv"), str(tmp_path / "fast.mkv")])
     assert result.exit_code == 1 and "too high for a video container" in result.output
+
+
+def test_payload_errors_name_the_gop_the_stream_and_the_file_offset(coded, tmp_path):
+    """A stream byte changed under a recomputed CRC: the error names GoP 1 and its frames, the
+    stream, and the stream's first byte counted from the start of the file."""
+    import struct
+    import zlib
+
+    from stgvcodec.bitstream import StgvReader
+    from stgvcodec.bitstream.gop import Stream, unpack_streams
+    from stgvcodec.entropy.varint import write_uvarint
+
+    data = bytearray((coded[0] / "clip.stgv").read_bytes())
+    with StgvReader(coded[0] / "clip.stgv") as reader:
+        entry = reader.gops[1]
+    at = entry.offset + 4  # the chunk's length field, then its payload
+    payload = bytes(data[at : at + entry.length - 8])
+    offset = 0
+    for stream_id, view in unpack_streams(payload):
+        start = offset + 1 + len(write_uvarint(len(view)))
+        if stream_id == Stream.POSITION_Y_LOW:
+            break
+        offset = start + len(view)
+    data[at + start] = 0x7F  # no such symbol coding mode
+    data[at + len(payload) : at + len(payload) + 4] = struct.pack("<I", zlib.crc32(data[at : at + len(payload)]))
+    (tmp_path / "bad.stgv").write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["decode", str(tmp_path / "bad.stgv"), str(tmp_path / "x.mkv")])
+    assert result.exit_code == 1
+    message = result.output.strip()
+    assert message.startswith("stgv: error: GoP 1 (frames 4-6): ") and "y positions (low) stream" in message
+    assert message.endswith(f"unknown symbol coding mode 127 at byte {at + start}"), message
