@@ -97,6 +97,10 @@ def write_stgv(path: str | os.PathLike, header: FileHeader, chunks: Iterable[byt
             os.fsync(file.fileno())
         staged.commit()
         return size
+    except OSError as err:
+        staged.discard()
+        # Name the file the caller asked for, not the hidden temporary one.
+        raise OSError(err.errno, f"{path}: {err.strerror or err}") from None
     except BaseException:
         staged.discard()
         raise

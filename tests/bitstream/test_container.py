@@ -363,3 +363,21 @@ for module in pkgutil.iter_modules(stgvcodec.bitstream.__path__, "stgvcodec.bits
 assert not any(name.split(".")[0] == "torch" for name in sys.modules)
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_write_errors_name_the_output_not_its_temporary(tmp_path, monkeypatch):
+    import os as os_module
+
+    from stgvcodec.bitstream import container
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device", "/somewhere/.x.stgv-part-tmp.stgv")
+
+    monkeypatch.setattr(container.os, "fsync", full_disk)
+    from stgvcodec.bitstream.records import FileHeader
+
+    header = FileHeader(16, 16, 25, 1, 1, 1, bytes(20))
+    with pytest.raises(OSError) as error:
+        container.write_stgv(tmp_path / "x.stgv", header, [b"payload"])
+    assert str(error.value).endswith(f"{tmp_path / 'x.stgv'}: No space left on device") and "part" not in str(error.value)
+    assert os_module.listdir(tmp_path) == []
