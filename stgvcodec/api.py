@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .bitstream import FileHeader, write_stgv
-from .bitstream.model_config import pack_model_config, unpack_model_config
+from .bitstream.model_config import CONFIG_BYTES, pack_model_config, unpack_model_config
 from .config import FitConfig, ModelConfig, preset
 from .decode import DecodeSummary, decode, default_device
 from .encoder.pipeline import GopReport, code_gop
@@ -35,13 +35,9 @@ from .encoder.rate import (
     MAX_QUALITY,
     MIN_BPP,
     MIN_QUALITY,
-    BitrateTarget,
-    FixedCount,
-    QualityTarget,
     Rung,
     Video,
-    settings_for_budget,
-    settings_for_gaussians,
+    rate_plan,
 )
 from .gop import split_gops
 from .io import VideoError, VideoReader
@@ -130,16 +126,7 @@ def encode(
     with contextlib.ExitStack() as stack:
         start = time.perf_counter()
         warn = warn or (lambda text: warnings.warn(text, stacklevel=3))
-        if sum(v is not None for v in (bpp, gaussians, quality)) > 1:
-            raise ValueError("give one of --bpp, --gaussians and --quality, not several")
-        if bpp is not None and not MIN_BPP <= bpp <= MAX_BPP:
-            raise ValueError(f"--bpp {bpp} outside {MIN_BPP}..{MAX_BPP}")
-        if quality is not None and not MIN_QUALITY <= quality <= MAX_QUALITY:
-            raise ValueError(f"--quality {quality} outside {MIN_QUALITY:g}..{MAX_QUALITY:g} dB")
-        if gaussians is not None and gaussians < 1:
-            raise ValueError(f"--gaussians {gaussians} must be at least 1")
-        if gop_size < 1 or gop_size > 1000:
-            raise ValueError(f"--gop {gop_size} outside 1..1000")
+        _check_options(bpp, gaussians, quality, gop_size)
         if bpp is None and gaussians is None and quality is None and (fit is None or fit.gaussians is None):
             quality = DEFAULT_QUALITY
         _check_stgv_output(source, output)
@@ -159,24 +146,14 @@ def encode(
         if not frame_count:
             raise VideoError(f"{source}: has no frames")
         height, width = info.height, info.width
-        gops = split_gops(frame_count, gop_size)
-        rung = Rung(model or ModelConfig(), quant.network_bits, quant.rvq_stages, quant.codebook_size)
-        if bpp is not None or quality is not None:
-            if bpp is not None:
-                rung = settings_for_budget(bpp * width * height * frame_count / len(gops))
-            else:
-                rung = settings_for_gaussians(fit.count(height, width))
-            rung = replace(rung, model=model or rung.model)
-            quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
+        video = Video(width, height, frame_count, split_gops(frame_count, gop_size), CONFIG_BYTES)
+        default = Rung(model or ModelConfig(), quant.network_bits, quant.rvq_stages, quant.codebook_size)
+        rung, control = rate_plan(
+            video, bpp=bpp, quality=quality, first_count=fit.count(height, width), default=default, model=model
+        )
+        quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
         model = unpack_model_config(pack_model_config(rung.model))  # exactly what the decoder will read
         header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, frame_count, gop_size, pack_model_config(model))
-        video = Video(width, height, frame_count, gops, len(header.config))
-        if bpp is not None:
-            control = BitrateTarget(bpp, video, rung)
-        elif quality is not None:
-            control = QualityTarget(quality, video, fit.count(height, width))
-        else:
-            control = FixedCount(fit.count(height, width))
         notes = control.check()
         for note in notes:
             warn(note)
@@ -186,11 +163,11 @@ def encode(
         def coded_gops():
             with VideoReader(source, **options) as reader:
                 stream = iter(reader)
-                for number, (first, count) in enumerate(gops):
+                for number, (first, count) in enumerate(video.gops):
                     read = list(itertools.islice(stream, count))
                     if len(read) != count:
                         raise VideoError(f"{source}: {first + len(read)} frames on a second reading, {frame_count} on the first")
-                    label = f"GoP {number + 1}/{len(gops)}"
+                    label = f"GoP {number + 1}/{len(video.gops)}"
                     gop_fit = replace(fit, gaussians=control.gaussians(first, count))
                     coded = code_gop(np.stack(read), first, model, gop_fit, quant, target, seed=seed, quiet=quiet, label=label)
                     report = coded.report
@@ -226,6 +203,20 @@ def encode(
             notes.append(shortfall)
             warn(shortfall)
         return summary
+
+
+def _check_options(bpp: float | None, gaussians: int | None, quality: float | None, gop_size: int) -> None:
+    """Raises ValueError, in one line, for a target or GoP size outside what encode() takes."""
+    if sum(v is not None for v in (bpp, gaussians, quality)) > 1:
+        raise ValueError("give one of --bpp, --gaussians and --quality, not several")
+    if bpp is not None and not MIN_BPP <= bpp <= MAX_BPP:
+        raise ValueError(f"--bpp {bpp} outside {MIN_BPP}..{MAX_BPP}")
+    if quality is not None and not MIN_QUALITY <= quality <= MAX_QUALITY:
+        raise ValueError(f"--quality {quality} outside {MIN_QUALITY:g}..{MAX_QUALITY:g} dB")
+    if gaussians is not None and gaussians < 1:
+        raise ValueError(f"--gaussians {gaussians} must be at least 1")
+    if gop_size < 1 or gop_size > 1000:
+        raise ValueError(f"--gop {gop_size} outside 1..1000")
 
 
 @contextlib.contextmanager

@@ -32,6 +32,10 @@ _LIMITS = {
 """Inclusive ranges a decoder accepts (they bound every allocation the blob can cause)."""
 
 
+CONFIG_BYTES = struct.calcsize(_FORMAT)
+"""Length of the blob (20)."""
+
+
 def pack_model_config(config: ModelConfig) -> bytes:
     """ModelConfig -> blob bytes (struct _FORMAT, little-endian)."""
     return struct.pack(
@@ -58,7 +62,7 @@ def unpack_model_config(blob: bytes | memoryview) -> ModelConfig:
     Raises:
         BitstreamError: wrong length, unknown encoding, or a field outside its range.
     """
-    size = struct.calcsize(_FORMAT)
+    size = CONFIG_BYTES
     if len(blob) != size:
         raise BitstreamError(f"header: model configuration is {len(blob)} bytes, expected {size}")
     fields = struct.unpack(_FORMAT, blob)

@@ -25,7 +25,7 @@ fast preset), the count stops growing and the shortfall is reported.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -293,3 +293,37 @@ class QualityTarget:
 
     def _clamp(self, count: int) -> int:
         return min(RateModel.max_gaussians(self.video.height, self.video.width), max(RateModel.min_gaussians, count))
+
+
+RateControl = FixedCount | BitrateTarget | QualityTarget
+
+
+def rate_plan(
+    video: Video,
+    *,
+    bpp: float | None,
+    quality: float | None,
+    first_count: int,
+    default: Rung,
+    model: ModelConfig | None = None,
+) -> tuple[Rung, RateControl]:
+    """The network rung and the controller for a target (at most one of `bpp` and `quality`).
+
+    Args:
+        video: the video's geometry and GoPs.
+        bpp: --bpp, or None.
+        quality: --quality, or None.
+        first_count: Gaussians of the first GoP without --bpp (the preset's density, or --gaussians).
+        default: the rung without a target (the given network and quantizer settings).
+        model: a network that replaces the rung's choice.
+    """
+    if bpp is not None:
+        rung = settings_for_budget(bpp * video.pixels / len(video.gops))
+    elif quality is not None:
+        rung = settings_for_gaussians(first_count)
+    else:
+        return default, FixedCount(first_count)
+    rung = replace(rung, model=model or rung.model)
+    if bpp is not None:
+        return rung, BitrateTarget(bpp, video, rung)
+    return rung, QualityTarget(quality, video, first_count)
