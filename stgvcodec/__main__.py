@@ -1,5 +1,6 @@
-"""`python -m stgvcodec ...` is the `stgv` command."""
+"""`python -m stgvcodec`: the `stgv` command line, for environments without the console script."""
 
 from .cli import main
 
-main(prog_name="stgv")
+if __name__ == "__main__":
+    main(prog_name="stgv")

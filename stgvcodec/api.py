@@ -42,7 +42,7 @@ from .encoder.rate import (
 from .gop import split_gops
 from .io import VideoError, VideoReader
 from .io.reader import RAW_SUFFIX
-from .io.outputs import OutputError, check_output
+from .io.outputs import OutputError, check_free_space, check_output
 from .quant.qat import QuantConfig
 
 __all__ = ["encode", "decode", "EncodeSummary", "DecodeSummary", "GopReport"]
@@ -157,7 +157,7 @@ def encode(
         notes = control.check()
         for note in notes:
             warn(note)
-        check_output(output, (source,), expected_bytes=_expected_bytes(bpp, video))
+        check_free_space(output, _expected_bytes(bpp, video))  # the rest of check_output ran above
         reports: list[GopReport] = []
 
         def coded_gops():

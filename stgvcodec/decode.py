@@ -69,7 +69,7 @@ def read_gop(reader: StgvReader, index: int, sizes: list[int]) -> GopRecord:
     try:
         return decode_gop(payload, sizes, base=entry.offset + CHUNK_LENGTH_BYTES)
     except BitstreamError as error:
-        raise BitstreamError(f"{reader.gops[index].label}: {error}") from None
+        raise BitstreamError(f"{entry.label}: {error}") from None
 
 
 def gop_model(record: GopRecord, config: ModelConfig, device: torch.device) -> GopModel:

@@ -144,12 +144,17 @@ class Video:
     def pixels(self) -> int:
         return self.width * self.height * self.frames
 
+    @property
+    def max_gaussians(self) -> int:
+        """The most Gaussians a GoP of this video gets from --bpp or --quality."""
+        return RateModel.max_gaussians(self.height, self.width)
+
 
 def reachable_bpp(video: Video, rung: Rung) -> tuple[float, float]:
     """Estimated (lowest, highest) bpp of the video: the smallest rung with the fewest Gaussians,
     and `rung` (the one a target chose) with the most."""
     low = high = container_bits(video.config_bytes, len(video.gops))
-    most = RateModel.max_gaussians(video.height, video.width)
+    most = video.max_gaussians
     for _ in video.gops:
         low += RateModel.fixed_bits(RUNGS[-1]) + RateModel.min_gaussians * RateModel.bits_per_gaussian(RUNGS[-1])
         high += RateModel.fixed_bits(rung) + most * RateModel.bits_per_gaussian(rung)
@@ -197,7 +202,7 @@ class BitrateTarget:
         if self.bpp > high:
             return [
                 f"--bpp {self.bpp:g} is above what this video can use: at most "
-                f"{RateModel.max_gaussians(self.video.height, self.video.width)} Gaussians per GoP (one per "
+                f"{self.video.max_gaussians} Gaussians per GoP (one per "
                 f"pixel) give about {high:.3g} bpp (reachable about {low:.3g}-{high:.3g} bpp)"
             ]
         return []
@@ -209,7 +214,7 @@ class BitrateTarget:
         )
         budget = (self.total_bits - self.spent_bits) * count / (self.video.frames - first)
         wanted = int((budget - fixed) / per_gaussian)
-        most = RateModel.max_gaussians(self.video.height, self.video.width)
+        most = self.video.max_gaussians
         self.capped |= wanted > most
         return min(most, max(RateModel.min_gaussians, wanted))
 
@@ -226,7 +231,7 @@ class BitrateTarget:
         if bpp > self.bpp:
             reason = " (header, network and side information take more)"
         elif self.capped:
-            reason = f" (GoPs reached the cap of {RateModel.max_gaussians(self.video.height, self.video.width)} Gaussians)"
+            reason = f" (GoPs reached the cap of {self.video.max_gaussians} Gaussians)"
         else:
             reason = ""
         return f"target --bpp {self.bpp:g} not met: the file has {bpp:.4g} bpp{reason}"
@@ -268,7 +273,7 @@ class QualityTarget:
     def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float) -> None:
         self.seen.append((math.log2(gaussians), psnr))
         slope = self.slope()
-        most = RateModel.max_gaussians(self.video.height, self.video.width)
+        most = self.video.max_gaussians
         # Content varies from GoP to GoP: the model's offset follows this GoP, its slope all of them.
         wanted = gaussians * 2.0 ** ((self.quality - psnr) / max(slope, self.MIN_DB_PER_DOUBLING))
         wanted = min(max(wanted, gaussians / self.MAX_STEP), gaussians * self.MAX_STEP)
@@ -292,7 +297,7 @@ class QualityTarget:
         )
 
     def _clamp(self, count: int) -> int:
-        return min(RateModel.max_gaussians(self.video.height, self.video.width), max(RateModel.min_gaussians, count))
+        return min(self.video.max_gaussians, max(RateModel.min_gaussians, count))
 
 
 RateControl = FixedCount | BitrateTarget | QualityTarget

@@ -63,6 +63,16 @@ def check_output(
         StagedPath(output).discard()
     except OSError as err:
         raise OutputError(f"{output}: cannot write in {parent} ({err.strerror or err})") from None
+    check_free_space(output, expected_bytes)
+
+
+def check_free_space(output: str | os.PathLike, expected_bytes: int) -> None:
+    """Refuses an output of about `expected_bytes` where its directory has less free disk.
+
+    Raises:
+        OutputError: naming the output, the size and the free space, in one line.
+    """
+    parent = Path(output).parent
     free = shutil.disk_usage(parent).free
     if expected_bytes > free:
         raise OutputError(
