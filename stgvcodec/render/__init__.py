@@ -6,19 +6,20 @@ The renderer (normative; bitstream_spec.md repeats it):
     Gaussian n: mean m_n in NDC, centre in pixels mu_n = ((m_x + 1) W / 2, (m_y + 1) H / 2);
     L_n = [[l1, 0], [l2, l3]], Sigma_n = L_n L_n^T (pixels^2); colour c_n in R^3 (no opacity).
     d = p - mu_n,  s_n(p) = 0.5 d^T Sigma_n^-1 d,
-    w_n(p) = exp(-s_n(p)) if s_n(p) <= ln 255 else 0,
-    C(p) = clamp(sum_n c_n w_n(p), 0, 1).
+    w_n(p) = weight(s_n(p)): exp(-s) as a fixed float32 polynomial (weight.py), 0 where s > ln 255,
+    C(p) = clamp(sum_n c_n w_n(p), 0, 1), the sum taken in ascending n in float32.
 
-    Sum blending is order independent; there is no cap on Gaussians per pixel or tile.
+    Every step is float32 with one rounding per operation, in a fixed order, so the image is
+    reproducible bit for bit from the text; there is no cap on Gaussians per pixel or tile.
     Sigma_n with det = (l1 l3)^2 <= 1e-12 (or a non-finite inverse) is degenerate: w_n = 0.
     So is a Gaussian whose centre (in pixels), Sigma's diagonal or colour is not finite: any
     float input renders, and nothing non-finite reaches a kernel's integer arithmetic.
     The clamp is applied once, at the end; its gradient is zero where the sum is outside [0, 1].
     A sum that overflowed to NaN (inf - inf, only with colours near the float32 limit) becomes 0.
 
-Backends compute this same function, forward and gradients:
+Backends compute this same function, the forward bit for bit, and its gradients:
 
-    reference  dense PyTorch, exact and slow; the oracle of the tests (small images only)
+    reference  dense PyTorch, the spec written out, slow; the oracle of the tests (small images only)
     cpu        numba kernels, parallel over image strips (forward) and Gaussians (backward)
     triton     GPU kernels with tile binning on the GPU
     auto       triton for CUDA tensors, cpu for CPU tensors

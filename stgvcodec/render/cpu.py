@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from . import BackendUnavailable
-from .projection import CUTOFF
+from .weight import COEFFICIENTS, CUTOFF, CUTOFF32, E0, U0
 
 try:
     import numba
@@ -41,8 +41,7 @@ _MARGIN = 0.05
 """Pixels by which row and column ranges reach past the exact ellipse, so float32 rounding of s
 near the cut-off can never drop a pixel the s <= CUTOFF test would keep."""
 
-_U0 = CUTOFF / 32.0
-_EXP_U0 = math.exp(-_U0)
+_C5, _C4, _C3, _C2, _C1 = COEFFICIENTS
 
 
 def check(device: torch.device) -> None:
@@ -54,13 +53,12 @@ def check(device: torch.device) -> None:
 
 
 if numba is not None:
+    # No fast-math anywhere: the forward pass is normative (every float32 operation rounded once,
+    # in the written order, no fused multiply-add), and the backward pass must round the same in a
+    # freshly compiled and a cache-loaded kernel. The per-row loops vectorise without reassociation
+    # because their columns are independent.
     _jit = numba.njit(cache=True, nogil=True)
-    # Reassociation lets LLVM vectorise the per-row loops; no-NaN/no-inf flags stay off
-    # because the cut-off test must see every comparison as written.
-    _FAST = {"reassoc", "contract", "nsz", "arcp"}
-    _pjit = numba.njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
-    _vjit = numba.njit(cache=True, nogil=True, fastmath=_FAST)
-    _strict = numba.njit(cache=True, nogil=True, fastmath={"nsz", "arcp"})
+    _pjit = numba.njit(cache=True, nogil=True, parallel=True)
 
     @_jit
     def _clip(low, high, size):
@@ -101,26 +99,24 @@ if numba is not None:
         hi = (-half_b + root) / a
         return _clip(cx + lo - 0.5 - _MARGIN, cx + hi - 0.5 + _MARGIN, width)
 
-    @_vjit
+    @_jit
     def _weight(s):
-        """exp(-s) where s <= CUTOFF, else 0; float32, relative error about 1e-6.
+        """The normative weight w(s) ~ exp(-s), 0 where s > CUTOFF (weight.py gives the text).
 
-        exp(-s) = (exp(-u0) exp(-(u - u0)))^16 with u = s / 16 in [0, CUTOFF / 16] and a
-        degree-5 Taylor polynomial around u0, the middle of that range: plain arithmetic, so the
-        row loops vectorise (a libm call would not).
+        Plain float32 arithmetic, so the row loops vectorise (a libm call would not).
         """
-        u = min(max(s, np.float32(0.0)), np.float32(CUTOFF)) * np.float32(1.0 / 16.0) - np.float32(_U0)
-        p = np.float32(-1.0 / 120.0)
-        p = p * u + np.float32(1.0 / 24.0)
-        p = p * u - np.float32(1.0 / 6.0)
-        p = p * u + np.float32(0.5)
-        p = p * u - np.float32(1.0)
-        p = (p * u + np.float32(1.0)) * np.float32(_EXP_U0)
+        u = min(max(s, np.float32(0.0)), np.float32(CUTOFF32)) * np.float32(0.0625) - np.float32(U0)
+        p = np.float32(_C5)
+        p = p * u + np.float32(_C4)
+        p = p * u + np.float32(_C3)
+        p = p * u + np.float32(_C2)
+        p = p * u + np.float32(_C1)
+        p = (p * u + np.float32(1.0)) * np.float32(E0)
         p = p * p
         p = p * p
         p = p * p
         p = p * p
-        return p if s <= np.float32(CUTOFF) else np.float32(0.0)
+        return p if s <= np.float32(CUTOFF32) else np.float32(0.0)
 
     @_jit
     def _strip_span(centres, extents, bi, n, height):
@@ -175,13 +171,14 @@ if numba is not None:
                         colors[bi, n, 0], colors[bi, n, 1], colors[bi, n, 2],
                     )
 
-    @_vjit
+    @_jit
     def _accumulate_row(red, green, blue, j0, j1, cx, dy, a, b, c, cr, cg, cb):
+        """Adds one Gaussian to columns j0..j1 of a row: pixel += colour * w(s), in float32."""
         # Slices and an int32 column counter let LLVM prove the indices non-negative and vectorise.
         red, green, blue = red[j0 : j1 + 1], green[j0 : j1 + 1], blue[j0 : j1 + 1]
-        x0 = np.float32(j0 + 0.5) - cx
         for k in range(red.shape[0]):
-            dx = x0 + np.float32(np.int32(k))
+            # j + 0.5 is exact in float32 (j < 2^15), so dx is rounded once, as the spec has it.
+            dx = (np.float32(np.int32(j0) + np.int32(k)) + np.float32(0.5)) - cx
             w = _weight(np.float32(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy)
             red[k] += cr * w
             green[k] += cg * w
@@ -208,19 +205,18 @@ if numba is not None:
                     colors[bi, n, 0], colors[bi, n, 1], colors[bi, n, 2], out,
                 )
 
-    @_strict
+    @_jit
     def _gradient_row(gred, ggreen, gblue, j0, j1, cx, dy, a, b, c, cr, cg, cb, out):
         # Eight partial sums per quantity, one per column modulo LANES, added in a fixed order at
         # the end: the lanes are independent, so LLVM vectorises across them without reassociating
         # (which made freshly compiled and cache-loaded kernels round differently).
         acc = np.zeros((8, LANES), np.float32)
         gred, ggreen, gblue = gred[j0 : j1 + 1], ggreen[j0 : j1 + 1], gblue[j0 : j1 + 1]
-        x0 = np.float32(j0 + 0.5) - cx
         cyy = c * dy * dy
         for k0 in range(0, gred.shape[0], LANES):
             for lane in range(min(LANES, gred.shape[0] - k0)):
                 k = k0 + lane
-                dx = x0 + np.float32(np.int32(k))
+                dx = (np.float32(np.int32(j0) + np.int32(k)) + np.float32(0.5)) - cx
                 w = _weight(np.float32(0.5) * (a * dx * dx + cyy) + b * dx * dy)
                 gr, gg, gb = gred[k], ggreen[k], gblue[k]
                 # dL/ds = -w dL/dw; the centre moves against ds/dd since d = p - centre.

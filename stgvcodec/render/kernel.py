@@ -4,10 +4,12 @@ A kernel backend implements two functions over projected Gaussians (see projecti
 batch of B parameter sets with the same N:
 
     forward(centres, conics, colors, extents, H, W) -> image [B, H, W, 3]
-        image[b, i, j] = sum_n colors[b, n] * w,  w = exp(-s) if s <= CUTOFF else 0,
-        s = 0.5 * (a dx^2 + c dy^2) + b dx dy,  dx = j + 0.5 - x_n,  dy = i + 0.5 - y_n,
+        image[b, i, j] = sum_n colors[b, n] * w,  w = weight(s) (weight.py; ~exp(-s), 0 past CUTOFF),
+        s = 0.5 * (a dx^2 + c dy^2) + b dx dy,  dx = (j + 0.5) - x_n,  dy = (i + 0.5) - y_n,
         Gaussians with a negative or NaN extent, or a non-finite centre, skipped. No clamping:
-        rasterize() clamps afterwards.
+        rasterize() clamps afterwards. The forward is normative: float32, one rounding per
+        operation in the order written, no fused multiply-add, and each pixel's sum taken in
+        ascending n starting from 0, so every backend returns the reference's image bit for bit.
 
 Kernels never index memory with a value derived from an unchecked float: whatever floats they are
 given (NaN, inf, huge, denormal), they read and write only inside their tensors. project() hands
@@ -18,7 +20,8 @@ NaN pixels, never touch memory outside its buffers.
         -> (grad_centres [B, N, 2], grad_conics [B, N, 3], grad_colors [B, N, 3])
 
 All tensors are float32, contiguous, on the kernel's device. Skipped Gaussians get zero gradients.
-The boundary s == CUTOFF is inside (weight 1/255), and the weight's jump there has no gradient.
+The boundary s == CUTOFF is inside (weight 1/255), and the weight's jump there has no gradient;
+elsewhere d w / d s = -w, exp's derivative.
 """
 
 from __future__ import annotations

@@ -17,14 +17,13 @@ extents, or one that is skipped.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-CUTOFF = math.log(255.0)
-"""A Gaussian's weight is zero where s = 0.5 d^T Sigma^-1 d exceeds ln 255 (weight < 1/255)."""
+from .weight import CUTOFF
+
 
 MIN_DET = 1e-12
 """Sigma with det(Sigma) = (l1 * l3)^2 at or below this (pixels^4) counts as degenerate."""

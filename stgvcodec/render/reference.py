@@ -1,7 +1,10 @@
-"""The dense reference renderer: every (pixel, Gaussian) pair in plain PyTorch.
+"""The reference renderer: the normative sum render, written out in plain PyTorch.
 
-Exact and differentiable by autograd, in float32 or float64; memory grows with
-H * W * N, so it is for small images. It is the oracle the other backends are tested against.
+It computes exactly what bitstream_spec.md section 12 states, in float32 bit for bit: s per
+(pixel, Gaussian) pair with the spec's grouping, the normative weight (weight.py), and per pixel
+the sum over Gaussians in ascending index order, starting from 0, each product and sum rounded
+to float32. Differentiable by autograd (in float32 or float64); memory grows with H * W * N, so
+it is for small images. It is the oracle the other backends are tested against.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import torch
 from torch import Tensor
 
 from . import BackendUnavailable
-from .projection import CUTOFF
+from .weight import CUTOFF32, weight
 
 MAX_PAIRS = 1 << 27
 """Largest B * H * W * N the reference agrees to evaluate (about 0.5 GiB per float32 temporary)."""
@@ -39,6 +42,12 @@ def rasterize_sum(
     a, b, c = (conics[:, None, None, :, k] for k in range(3))
     s = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy  # [B, H, W, N]
     # A non-finite centre makes s NaN or inf, never <= CUTOFF: skipped as the kernels skip it.
-    inside = (s <= CUTOFF) & (extents[:, None, None, :, 0] >= 0) & (extents[:, None, None, :, 1] >= 0)
-    weights = torch.where(inside, torch.exp(-torch.where(inside, s, 0.0)), 0.0)
-    return torch.einsum("bhwn,bnc->bhwc", weights, colors)
+    inside = (s <= CUTOFF32) & (extents[:, None, None, :, 0] >= 0) & (extents[:, None, None, :, 1] >= 0)
+    weights = torch.where(inside, weight(torch.where(inside, s, 0.0)), 0.0)
+    # Ascending Gaussian order, one rounding per product and per sum: the spec's sum, not a matmul's.
+    if count == 0:  # an empty sum, still part of the autograd graph
+        return torch.einsum("bhwn,bnc->bhwc", weights, colors)
+    image = colors.new_zeros(batch, height, width, 3)
+    for n in range(count):
+        image = image + weights[..., n, None] * colors[:, None, None, n, :]
+    return image

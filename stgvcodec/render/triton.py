@@ -18,14 +18,16 @@ list of its Gaussians, which the forward and backward kernels walk in chunks::
         v  searchsorted -> ranges [B*T + 1]; tile t owns gauss[ranges[t]:ranges[t + 1]]
     gauss [P], ranges [B*T + 1]
         |
-        +--> _forward_kernel   one program per tile: [BLOCK_G, 256] weights per chunk,
-        |                      summed over Gaussians -> image [B, H, W, 3]
+        +--> _forward_kernel   one program per tile: its Gaussians one after another, in list
+        |                      order, each adding colour * w to its 256 pixels -> image [B, H, W, 3]
         |
         +--> _backward_kernel  one program per tile: [256, BLOCK_G] weights per chunk,
                                summed over pixels -> atomic adds into grads [B*N, 8]
 
 Forward and backward each bin (the backward receives the same inputs and re-bins rather
 than keep state between calls). Nothing of size pixels x Gaussians is ever materialised.
+The forward sums each pixel's terms in ascending Gaussian order with the normative weight
+(weight.py), so it reproduces the reference bit for bit; the backward's sums use atomics.
 
 The kernels are compiled without FMA contraction so that s, and with it the s <= CUTOFF
 test, is rounded exactly as in the reference; otherwise a pixel on the cut-off ellipse
@@ -45,7 +47,7 @@ import torch
 from torch import Tensor
 
 from . import BackendUnavailable
-from .projection import CUTOFF
+from .weight import COEFFICIENTS, CUTOFF32, E0, U0
 
 try:
     import triton
@@ -61,22 +63,24 @@ __all__ = ["check", "KERNEL", "TritonKernels", "TILE"]
 TILE = 16
 """Tile side in pixels: a program covers TILE * TILE = 256 pixels."""
 
-FORWARD_BLOCK_G = 16
-"""Gaussians per forward chunk: a [16, 256] block of weights, 2 pixels x 16 Gaussians per thread."""
-
 BACKWARD_BLOCK_G = 16
 """Gaussians per backward chunk: a [256, 16] block, 16 pixels x 1 Gaussian per thread."""
 
-# Forward: 4 warps give each thread 2 pixels, so the chunk's Gaussian parameters (broadcast to
-# every thread) are loaded once per 2 pixels. Backward: 8 warps keep the per-thread pixel data
+# Forward: 4 warps give each thread 2 pixels, so each Gaussian's parameters (broadcast to every
+# thread) are loaded once per 2 pixels. Backward: 8 warps keep the per-thread pixel data
 # (position and dL/dimage of 16 pixels) small enough for registers.
 _FORWARD_WARPS = 4
 _BACKWARD_WARPS = 8
 _RECT_BLOCK = 256
 _PAIR_BLOCK = 1024
 
-_CUTOFF32 = float(torch.tensor(CUTOFF, dtype=torch.float32))
+_CUTOFF32 = CUTOFF32
 """The cut-off rounded to float32, the precision the reference compares s in."""
+
+# The weight polynomial's constants, as compile-time constants of the kernels.
+_constant = tl.constexpr if tl is not None else float
+_U0, _E0 = _constant(U0), _constant(E0)
+_C5, _C4, _C3, _C2, _C1 = (_constant(c) for c in COEFFICIENTS)
 
 _MAX_INT32 = 2**31 - 1
 
@@ -129,7 +133,7 @@ class TritonKernels:
             _forward_kernel[(bins.tiles,)](
                 centres.contiguous(), conics.contiguous(), colors.contiguous(), bins.gauss, bins.ranges, image,
                 height, width, bins.tiles_x, bins.tiles_per_image,
-                CUTOFF=_CUTOFF32, TILE=TILE, BLOCK_G=FORWARD_BLOCK_G,
+                CUTOFF=_CUTOFF32, TILE=TILE,
                 num_warps=_FORWARD_WARPS, enable_fp_fusion=False,
             )  # fmt: skip
         return image
@@ -311,7 +315,7 @@ def _pair_kernel(pair_gauss_ptr, ends_ptr, counts_ptr, rects_ptr, keys_ptr, pair
 @_jit
 def _forward_kernel(centres_ptr, conics_ptr, colors_ptr, gauss_ptr, ranges_ptr, image_ptr,
                     height, width, tiles_x, tiles_per_image,
-                    CUTOFF: tl.constexpr, TILE: tl.constexpr, BLOCK_G: tl.constexpr):  # fmt: skip
+                    CUTOFF: tl.constexpr, TILE: tl.constexpr):  # fmt: skip
     """One program per tile: image[pixel] = sum over the tile's Gaussians of colour * weight.
 
     centres_ptr [B*N, 2], conics_ptr [B*N, 3], colors_ptr [B*N, 3] float32; gauss_ptr, ranges_ptr
@@ -323,19 +327,23 @@ def _forward_kernel(centres_ptr, conics_ptr, colors_ptr, gauss_ptr, ranges_ptr, 
     red = tl.zeros([TILE * TILE], dtype=tl.float32)
     green = tl.zeros([TILE * TILE], dtype=tl.float32)
     blue = tl.zeros([TILE * TILE], dtype=tl.float32)
-    for first in range(start, end, BLOCK_G):
-        live, g, x, y, a, b, c, cr, cg, cb = _load_chunk(
-            centres_ptr, conics_ptr, colors_ptr, gauss_ptr, first, end, BLOCK_G
-        )
-        # [BLOCK_G, pixels]: pixels along the fast axis, so the sum over Gaussians stays in-thread.
-        dx = px[None, :] - x[:, None]
-        dy = py[None, :] - y[:, None]
-        # Same operation order as the reference (and no FMA), so the cut-off test agrees bit for bit.
-        s = 0.5 * (a[:, None] * dx * dx + c[:, None] * dy * dy) + b[:, None] * dx * dy
-        w = tl.where((s <= CUTOFF) & live[:, None], tl.exp(-s), 0.0)
-        red += tl.sum(w * cr[:, None], axis=0)
-        green += tl.sum(w * cg[:, None], axis=0)
-        blue += tl.sum(w * cb[:, None], axis=0)
+    # One Gaussian at a time, in the tile's list order (ascending index): every pixel's sum is the
+    # spec's, term by term, so this backend matches the reference bit for bit.
+    for k in range(start, end):
+        g = tl.load(gauss_ptr + k).to(tl.int64)
+        x = tl.load(centres_ptr + 2 * g)
+        y = tl.load(centres_ptr + 2 * g + 1)
+        a = tl.load(conics_ptr + 3 * g)
+        b = tl.load(conics_ptr + 3 * g + 1)
+        c = tl.load(conics_ptr + 3 * g + 2)
+        dx = px - x
+        dy = py - y
+        # Same operation order as the reference (and no FMA), so s and the cut-off test agree bit for bit.
+        s = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+        w = _weight(s, CUTOFF)
+        red += w * tl.load(colors_ptr + 3 * g)
+        green += w * tl.load(colors_ptr + 3 * g + 1)
+        blue += w * tl.load(colors_ptr + 3 * g + 2)
 
     in_image = (row < height) & (col < width)
     out = image_ptr + batch.to(tl.int64) * height * width * 3 + (row * width + col).to(tl.int64) * 3
@@ -375,7 +383,7 @@ def _backward_kernel(centres_ptr, conics_ptr, colors_ptr, gauss_ptr, ranges_ptr,
         dy = py[:, None] - y[None, :]
         s = 0.5 * (a[None, :] * dx * dx + c[None, :] * dy * dy) + b[None, :] * dx * dy
         inside = (s <= CUTOFF) & live[None, :]
-        w = tl.where(inside, tl.exp(-s), 0.0)
+        w = tl.where(inside, _weight(s, CUTOFF), 0.0)
         v = w * (g_red[:, None] * cr[None, :] + g_green[:, None] * cg[None, :] + g_blue[:, None] * cb[None, :])
         # Zero offsets outside the cut-off: 0 * (huge a * dx) would otherwise risk inf * 0 = NaN.
         dx = tl.where(inside, dx, 0.0)
@@ -390,6 +398,23 @@ def _backward_kernel(centres_ptr, conics_ptr, colors_ptr, gauss_ptr, ranges_ptr,
         tl.atomic_add(dst + 5, tl.sum(w * g_red[:, None], axis=0), mask=live, sem="relaxed")
         tl.atomic_add(dst + 6, tl.sum(w * g_green[:, None], axis=0), mask=live, sem="relaxed")
         tl.atomic_add(dst + 7, tl.sum(w * g_blue[:, None], axis=0), mask=live, sem="relaxed")
+
+
+@_jit
+def _weight(s, CUTOFF: tl.constexpr):
+    """The normative weight w(s) ~ exp(-s), 0 where s > CUTOFF (weight.py gives the text)."""
+    u = tl.minimum(tl.maximum(s, 0.0), CUTOFF) * 0.0625 - _U0
+    p = tl.zeros_like(u) + _C5
+    p = p * u + _C4
+    p = p * u + _C3
+    p = p * u + _C2
+    p = p * u + _C1
+    p = (p * u + 1.0) * _E0
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    return tl.where(s <= CUTOFF, p, 0.0)
 
 
 @_jit

@@ -12,7 +12,8 @@ from stgvcodec.render import BackendUnavailable
 
 
 def test_single_gaussian_matches_formula():
-    """One pixel by hand: centre, Sigma = L L^T, exp(-s), and the ln 255 cut-off."""
+    """One pixel by hand: centre, Sigma = L L^T, exp(-s), and the ln 255 cut-off (the weight is the
+    spec's polynomial, within 3e-6 of exp; tests/backends/test_normative_render.py pins its bits)."""
     means = torch.tensor([[0.0, 0.0]], dtype=torch.float64)  # pixel-space centre (5, 4) in 10x8
     cholesky = torch.tensor([[2.0, 1.0, 1.5]], dtype=torch.float64)
     colors = torch.tensor([[0.2, 0.4, 0.6]], dtype=torch.float64)
@@ -24,7 +25,7 @@ def test_single_gaussian_matches_formula():
             d = torch.tensor([j + 0.5 - 5.0, i + 0.5 - 4.0], dtype=torch.float64)
             s = 0.5 * d @ inverse @ d
             w = math.exp(-s) if s <= math.log(255) else 0.0
-            torch.testing.assert_close(image[i, j], colors[0] * w, rtol=1e-12, atol=1e-15)
+            torch.testing.assert_close(image[i, j], colors[0] * w, rtol=3e-6, atol=1e-15)
 
 
 def test_cutoff_boundary_is_inside():
@@ -38,7 +39,7 @@ def test_cutoff_boundary_is_inside():
         means = torch.tensor([[centre_x / width * 2 - 1, 0.0]], dtype=torch.float64)
         image = rasterize(means, torch.tensor([[sigma, 0.0, sigma]], dtype=torch.float64),
                           torch.ones(1, 3, dtype=torch.float64), 1, width, backend="reference")
-        assert image[0, 0, 0].item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        assert image[0, 0, 0].item() == pytest.approx(expected, rel=3e-6, abs=1e-12)
 
 
 def test_gradients_match_finite_differences():
