@@ -105,20 +105,22 @@ def gop_frames(
         batch = [k for k in range(first, min(first + step, count)) if k in wanted]
         if not batch:
             continue
-        means, cholesky, colours = _deformed(model, times[first : first + step])
+        means, cholesky, colours = deformed(model, times[first : first + step])
         image = rasterize(means, cholesky, colours, height, width, backend)
         for k in batch:
             yield k, to_uint8(image[k - first])
 
 
-def _deformed(model: GopModel, times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """model.deformed(times), evaluated over at most POINT_CHUNK (Gaussian, frame) pairs at a time."""
+def deformed(model: GopModel, times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The decoder's model.deformed(times, exact=True): means [T, N, 2], cholesky [T, N, 3] and
+    colours [T, N, 3], evaluated over at most POINT_CHUNK (Gaussian, frame) pairs at a time (each
+    Gaussian's offsets depend on it alone, so chunking changes no value)."""
     g = model.gaussians
     count = g.means.shape[0]
     per_chunk = max(1, POINT_CHUNK // max(times.shape[0], 1))
     if count <= per_chunk:
-        return model.deformed(times)
-    offsets = [model.deformation(g.means[n : n + per_chunk], times) for n in range(0, count, per_chunk)]
+        return model.deformed(times, exact=True)
+    offsets = [model.deformation(g.means[n : n + per_chunk], times, exact=True) for n in range(0, count, per_chunk)]
     dmu = torch.cat([d for d, _ in offsets], dim=1)
     dc = torch.cat([c for _, c in offsets], dim=1)
     return g.means + dmu, g.cholesky.expand(times.shape[0], *g.cholesky.shape), g.colors + dc

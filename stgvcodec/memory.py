@@ -27,11 +27,12 @@ POINT_BYTES = 64
 
 def network_bytes_per_point(config: ModelConfig) -> int:
     """Working bytes of the deformation field per (Gaussian, frame) pair while it is evaluated:
-    inputs, encodings with their corner indices and weights, two hidden layers, heads (float32)."""
+    inputs, encodings with their corner indices and weights, two hidden layers, heads (float32),
+    and the float64 copies of the layers' inputs and outputs (the decoder's exact MLP)."""
     features = 2 * config.levels * (config.spatial_features + config.temporal_features)
     features += 8 * config.plane_features + 4 * config.position_frequencies
     corners = config.levels * (4 + 8) * (8 + 4) if config.encoding == "hash" else 8 * 12
-    return 4 * (16 + features + 4 * config.width + 8) + corners
+    return 4 * (16 + features + 4 * config.width + 8) + 8 * (features + 2 * config.width + 5) + corners
 
 
 def render_batch(height: int, width: int, gaussians: int) -> int:

@@ -7,6 +7,10 @@
     h = ReLU(W2 ReLU(W1 f + b1) + b2);  dmu = head_mu(h), dc = head_c(h)
 
 The heads start at zero, so an untrained field leaves every Gaussian at its canonical state.
+
+Training evaluates the MLP in float32 (fast). The decoder evaluates it with `exact=True`: each
+layer's sums in float64, rounded once to float32, which no summation order can change in practice,
+so a decoder written from bitstream_spec.md (section 11) reproduces the offsets bit for bit.
 """
 
 from __future__ import annotations
@@ -56,12 +60,13 @@ class DeformationField(nn.Module):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
-    def forward(self, means: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, means: Tensor, times: Tensor, exact: bool = False) -> tuple[Tensor, Tensor]:
         """Offsets for every Gaussian at every time.
 
         Args:
             means: [N, 2] canonical positions in NDC.
             times: [T] frame times in [0, 1].
+            exact: evaluate the MLP as the decoder does: float64 sums rounded to float32 per layer.
 
         Returns:
             dmu [T, N, 2] (NDC) and dc [T, N, 3].
@@ -85,7 +90,23 @@ class DeformationField(nn.Module):
         else:
             encoded = self.position_encoding(xy)
             features = [encoded.expand(steps, *encoded.shape).reshape(steps * count, encoded.shape[-1])]
-        hidden = self.mlp(torch.cat((*features, gamma), dim=-1))
-        dmu = self.head_mu(hidden).view(steps, count, 2)
-        dc = self.head_c(hidden).view(steps, count, 3)
-        return dmu, dc
+        inputs = torch.cat((*features, gamma), dim=-1)
+        if exact:
+            first, second = self.mlp[0], self.mlp[2]
+            hidden = _exact_linear(_exact_linear(inputs, first).relu(), second).relu()
+            dmu, dc = _exact_linear(hidden, self.head_mu), _exact_linear(hidden, self.head_c)
+        else:
+            hidden = self.mlp(inputs)
+            dmu, dc = self.head_mu(hidden), self.head_c(hidden)
+        return dmu.view(steps, count, 2), dc.view(steps, count, 3)
+
+
+def _exact_linear(x: Tensor, layer: nn.Linear) -> Tensor:
+    """float32(b + W x) with the products and their sum in float64.
+
+    float32 products are exact in float64, and a float64 sum of at most a few hundred of them is
+    within about 1e-14 relative of the exact sum, so rounding it to float32 gives the same value
+    in any summation order but for near-ties of probability about 1e-7 per output.
+    """
+    wide = torch.addmm(layer.bias.double(), x.double(), layer.weight.double().t())
+    return wide.to(x.dtype)

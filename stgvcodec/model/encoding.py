@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 # tcnn's coherent_prime_hash factors; the first is 1 so neighbouring x share cache lines.
@@ -282,8 +281,12 @@ class FrequencyEncoding(nn.Module):
         Returns:
             [P, output_dim], same dtype as p.
         """
-        angles = p.unsqueeze(-2) * self.bands.to(p.dtype).unsqueeze(-1)  # [P, K, dims]
-        waves = torch.stack((angles.sin(), angles.cos()), dim=-2).flatten(1)  # [P, K * 2 * dims]
+        angles = p.unsqueeze(-2) * self.bands.to(p.dtype).unsqueeze(-1)  # [P, K, dims], one rounding
+        # sin and cos through float64, rounded once: the correctly rounded float32 values (but for
+        # ties closer than float64's error, vanishingly rare), where float32 sin and cos differ in
+        # the last bit between libraries and devices.
+        wide = angles.double()
+        waves = torch.stack((wide.sin(), wide.cos()), dim=-2).to(p.dtype).flatten(1)  # [P, K * 2 * dims]
         return torch.cat((p, waves), dim=-1) if self.include_input else waves
 
 
@@ -291,7 +294,7 @@ class PlaneEncoding(nn.Module):
     """Multi-plane (xy, xt, yt) features of the deformable-2DGS predecessor.
 
     Each plane is sampled bilinearly with align_corners semantics: coordinate 0 hits the first
-    texel centre and 1 the last. Planes start uniform in [-1e-4, 1e-4] like the hash tables, so a
+    texel centre and 1 the last (`_sample_plane` gives the float32 steps, bitstream_spec.md 11.2). Planes start uniform in [-1e-4, 1e-4] like the hash tables, so a
     zero-initialised head still starts at the identity deformation.
 
     Parameter count: F (R^2 + 2 R T); the defaults (R 64, T 16, F 8) give 49,152, against
@@ -323,7 +326,7 @@ class PlaneEncoding(nn.Module):
         Returns:
             [P, 3 * features]: xy features, then xt, then yt.
         """
-        x, y, t = (xyt.clamp(0.0, 1.0) * 2.0 - 1.0).unbind(-1)
+        x, y, t = xyt.detach().clamp(0.0, 1.0).unbind(-1)
         pairs = ((self.xy, x, y), (self.xt, x, t), (self.yt, y, t))
         return torch.cat([_sample_plane(plane, u, v) for plane, u, v in pairs], dim=-1)
 
@@ -333,7 +336,30 @@ def _small_uniform(*shape: int) -> Tensor:
 
 
 def _sample_plane(plane: Tensor, u: Tensor, v: Tensor) -> Tensor:
-    """Bilinear lookup of [F, H, W] at u (along W) and v (along H), both [P] in [-1, 1] -> [P, F]."""
-    grid = torch.stack((u, v), dim=-1).to(plane.dtype).view(1, -1, 1, 2)
-    out = F.grid_sample(plane.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return out[0, :, :, 0].t()
+    """Bilinear lookup of [F, H, W] at u (along W) and v (along H), both [P] in [0, 1] -> [P, F].
+
+    In float32, one rounding per operation (bitstream_spec.md 11.2)::
+
+        x = u * (W - 1);  x0 = min(floor(x), W - 2);  fx = x - x0     (and y, y0, fy from v, H)
+        top    = P[y0, x0] * (1 - fx) + P[y0, x0 + 1] * fx
+        bottom = P[y0 + 1, x0] * (1 - fx) + P[y0 + 1, x0 + 1] * fx
+        value  = top * (1 - fy) + bottom * fy
+
+    Differentiable in the plane (not in u and v).
+    """
+    features, height, width = plane.shape
+    x = u.to(plane.dtype) * float(width - 1)
+    y = v.to(plane.dtype) * float(height - 1)
+    x0 = x.floor().clamp(max=width - 2)
+    y0 = y.floor().clamp(max=height - 2)
+    fx, fy = x - x0, y - y0
+    gx, gy = 1.0 - fx, 1.0 - fy
+    flat = plane.reshape(features, height * width)
+    corner = y0.long() * width + x0.long()  # [P]
+
+    def texel(offset: int) -> Tensor:
+        return flat.index_select(1, corner + offset)  # [F, P]
+
+    top = texel(0) * gx + texel(1) * fx
+    bottom = texel(width) * gx + texel(width + 1) * fx
+    return (top * gy + bottom * fy).t()

@@ -23,10 +23,13 @@ class GopModel(nn.Module):
         self.gaussians = gaussians
         self.deformation = DeformationField(config)
 
-    def deformed(self, times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Gaussians at each time: means [T, N, 2], cholesky [T, N, 3], colors [T, N, 3]."""
+    def deformed(self, times: Tensor, exact: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """Gaussians at each time: means [T, N, 2], cholesky [T, N, 3], colors [T, N, 3].
+
+        `exact`: the decoder's evaluation of the network (DeformationField.forward).
+        """
         g = self.gaussians
-        dmu, dc = self.deformation(g.means, times)
+        dmu, dc = self.deformation(g.means, times, exact)
         steps = times.shape[0]
         return g.means + dmu, g.cholesky.expand(steps, *g.cholesky.shape), g.colors + dc
 
