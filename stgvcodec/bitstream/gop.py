@@ -194,10 +194,14 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int], *, base: in
             raise BitstreamError(f"{where}: {_shift_offsets(str(error), start)}") from None
         if values.shape[0] != count_:
             raise BitstreamError(f"{where}: holds {values.shape[0]} symbols, expected {count_}")
+        if end != len(view):
+            raise BitstreamError(f"{where}: {len(view) - end} bytes after the coded stream, at byte {start + end}")
         if values.size and (values.min() < low or values.max() > high):
             raise BitstreamError(f"{where}: symbols outside [{low}, {high}]")
         return values
 
+    if count == 0 and first_x != 0:
+        raise BitstreamError(f"GoP payload: first x key {first_x} with no Gaussians (must be 0), at byte {at + 9}")
     dx = symbols(max(count - 1, 0), 0, 0xFFFF, "x positions")
     x = first_x + np.concatenate(([0], np.cumsum(dx, dtype=np.int64))) if count else np.zeros(0, np.int64)
     if x.size and x[-1] > 0xFFFF:

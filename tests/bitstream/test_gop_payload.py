@@ -124,6 +124,23 @@ def test_malformed_payloads_are_rejected(edit, message):
         decode_gop(_repack(payload, edit), SIZES)
 
 
+@pytest.mark.parametrize("stream", [2, 5, 16, 64, 65])
+def test_bytes_after_a_coded_stream_inside_its_record_are_rejected(stream):
+    """A coded stream delimits itself; anything after it in its record is an error, not padding."""
+    payload = encode_gop(_record(20))
+    edited = _repack(payload, lambda s: [(i, v + b"\x00" if i == stream else v) for i, v in s])
+    with pytest.raises(BitstreamError, match=rf"\(id {stream}\) at byte \d+: 1 bytes after the coded stream"):
+        decode_gop(edited, SIZES)
+
+
+def test_a_first_x_key_without_gaussians_is_rejected():
+    payload = encode_gop(_record(0))
+    decode_gop(payload, SIZES)  # the encoder writes 0
+    edited = _repack(payload, lambda s: [(1, s[0][1][:9] + b"\x01\x00" + s[0][1][11:])] + s[1:])
+    with pytest.raises(BitstreamError, match="first x key 1 with no Gaussians"):
+        decode_gop(edited, SIZES)
+
+
 def test_out_of_range_symbols_are_rejected():
     record = _record(20, book=8)
     record.colour_indices[0, 0] = 9  # beyond the 8-entry codebook
