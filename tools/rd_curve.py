@@ -28,6 +28,11 @@ data_range 1.0) where both sides exceed 160 px, else empty; encode/decode second
 second. BD-rate and BD-PSNR of stgv against each anchor use RGB PSNR (bjontegaard.py); they are
 empty, with a reason, where the curves do not overlap.
 
+--baseline OLD.csv takes the stgv points of an earlier run's rd.csv (for example docs/rd_carphone.csv)
+as a curve named "stgv-baseline": it is plotted, listed in rd.json under "baseline", and the BD table
+adds stgv against it (BD-rate < 0: the new codec needs fewer bits than the old at equal PSNR). Its
+rows must describe the same frames (frame count, width, height); they are not re-measured.
+
 Outputs in --out: rd.csv and rd.json (one record per point, same fields; the JSON adds the input,
 the settings and the BD table), rd.png (PSNR and MS-SSIM against bpp). A table goes to stderr and
 a JSON summary to stdout. Finished points are kept in --out/cache/ (a JSON record and the coded
@@ -68,6 +73,7 @@ from stgvcodec.io.outputs import same_file
 from stgvcodec.metrics import ms_ssim, ms_ssim_skip_reason, psnr
 
 STGV = "stgv"
+BASELINE = "stgv-baseline"
 ANCHORS = ("libx264", "libx265", "libsvtav1")
 OUTPUT_NAMES = ("rd.json", "rd.csv", "rd.png")
 """What --out receives besides cache/."""
@@ -188,7 +194,8 @@ def run(args: argparse.Namespace, source: Source) -> None:
             )
     columns = (*FIELDS, *_bits_fields(records))
     records = [{name: record.get(name) for name in columns} for record in records]  # the same keys in all
-    bd = bd_table(records)
+    baseline = read_baseline(Path(args.baseline), source) if args.baseline else []
+    bd = bd_table(records + baseline)
     report = {
         "input": {
             "path": str(source.path),
@@ -215,12 +222,13 @@ def run(args: argparse.Namespace, source: Source) -> None:
         },
         "ms_ssim": ms_ssim_skip_reason(source.height, source.width) or "defined",
         "points": records,
+        "baseline": {"path": args.baseline, "points": baseline} if args.baseline else None,
         "bd": bd,
     }
     paths = {kind: out / name for kind, name in zip(("json", "csv", "png"), OUTPUT_NAMES)}
     write_atomic(paths["json"], (json.dumps(report, indent=2) + "\n").encode())
     write_atomic(paths["csv"], _csv_text(records).encode())
-    plot(records, source, paths["png"], log_x=args.log_x)
+    plot(records + baseline, source, paths["png"], log_x=args.log_x)
     print(format_table(records, bd), file=sys.stderr)
     summary = {name: str(path) for name, path in paths.items()}
     summary.update(points=len(records), cached=sum(r["cached"] for r in records), bd=bd)
@@ -261,6 +269,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="torch device for stgv (default: its own choice)")
     parser.add_argument("--steps", metavar="INIT,DEFORM,QAT", help="stgv step counts instead of the preset's")
     parser.add_argument("--log-x", action="store_true", help="logarithmic bpp axis in rd.png")
+    parser.add_argument(
+        "--baseline", metavar="OLD.csv", help="an earlier rd.csv: its stgv points as a curve, and BD of stgv against it"
+    )
     parser.add_argument("--no-cache", action="store_true", help="recompute every point")
     return parser
 
@@ -321,6 +332,11 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             )
     elif preset not in X26X_PRESETS:
         parser.error(f"--anchor-preset {preset!r}: use one of {', '.join(X26X_PRESETS)} or an SVT-AV1 number")
+    if args.baseline is not None:
+        if not os.path.isfile(args.baseline):
+            parser.error(f"--baseline {args.baseline}: no such file")
+        if any(same_file(Path(args.out) / name, args.baseline) for name in OUTPUT_NAMES):
+            parser.error(f"--baseline {args.baseline} is among the outputs of --out {args.out}; copy it elsewhere first")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -592,6 +608,36 @@ def bd_table(records: list[dict]) -> list[dict]:
             }
         )
     return table
+
+
+def read_baseline(path: Path, source: Source) -> list[dict]:
+    """The stgv points of an earlier run's rd.csv, as records of codec "stgv-baseline".
+
+    Raises:
+        ToolError: for a file that is not such a CSV, holds no stgv point, or describes other frames.
+    """
+    try:
+        with open(path, newline="") as file:
+            rows = [row for row in csv.DictReader(file) if row.get("codec") == STGV]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ToolError(f"--baseline {path}: cannot read it as CSV ({err})") from None
+    if not rows:
+        raise ToolError(f"--baseline {path}: no stgv points (is it an rd.csv of this tool?)")
+    points = []
+    for number, row in enumerate(rows, 2):
+        try:
+            size = int(row["frames"]), int(row["width"]), int(row["height"])
+            bpp, psnr = float(row["bpp"]), float(row["psnr"])
+        except (KeyError, TypeError, ValueError):
+            raise ToolError(f"--baseline {path}: line {number} lacks frames, width, height, bpp or psnr") from None
+        if size != (source.count, source.width, source.height):
+            raise ToolError(
+                f"--baseline {path}: line {number} is {size[0]} frames of {size[1]}x{size[2]}, "
+                f"this run {source.count} frames of {source.width}x{source.height}"
+            )
+        ms_ssim = float(row["ms_ssim"]) if row.get("ms_ssim") else None
+        points.append({"codec": BASELINE, "setting": row.get("setting", ""), "bpp": bpp, "psnr": psnr, "ms_ssim": ms_ssim})
+    return points
 
 
 # ----------------------------------------------------------------------------------------------

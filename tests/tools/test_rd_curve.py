@@ -157,6 +157,7 @@ def test_odd_sizes_are_padded_for_the_anchors_and_cropped_back(tmp_path, capsys)
         (["--bpp", "0.1,abc"], "is not a comma-separated list of float"),
         (["--crop", "33by25"], "--crop: '33by25' is not WIDTHxHEIGHT"),
         (["--steps", "1,2"], "is not INIT,DEFORM,QAT"),
+        (["--baseline", "missing.csv"], "--baseline missing.csv: no such file"),
     ],
 )
 def test_bad_options_are_one_line_and_nonzero(tmp_path, capsys, options, message):
@@ -216,3 +217,40 @@ def test_json_of_a_tool_may_not_overwrite_its_input(tmp_path):
     tool = Path(rd_curve.__file__).with_name("fit_bench.py")
     done = subprocess.run([sys.executable, str(tool), str(clip), "--json", str(clip)], capture_output=True, text=True)
     assert done.returncode != 0 and "refusing to overwrite" in done.stderr and clip.read_bytes() == before
+
+
+def _write_baseline(path: Path, rows: list[dict]) -> Path:
+    fields = ["codec", "setting", "frames", "width", "height", "bpp", "psnr", "ms_ssim"]
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_a_baseline_csv_becomes_a_curve_with_bd_against_it(tmp_path):
+    """A baseline needing twice the rate for each PSNR: the new curve's BD-rate against it is -50%."""
+    source = type("Source", (), {"count": 5, "width": 64, "height": 48})()
+    old = [dict(codec="stgv", setting=f"bpp {r}", frames=5, width=64, height=48, bpp=2 * r, psnr=q, ms_ssim="")
+           for r, q in zip(RATES, PSNRS)]  # fmt: skip
+    anchor = dict(codec="libx264", setting="crf 30", frames=5, width=64, height=48, bpp=0.1, psnr=30.0, ms_ssim="")
+    baseline = rd_curve.read_baseline(_write_baseline(tmp_path / "old.csv", old + [anchor]), source)
+    assert [p["codec"] for p in baseline] == ["stgv-baseline"] * 4  # the anchors of the old run are not taken
+    new = [{"codec": "stgv", "bpp": float(r), "psnr": float(q)} for r, q in zip(RATES, PSNRS)]
+    (row,) = rd_curve.bd_table(new + baseline)
+    assert row["anchor"] == "stgv-baseline"
+    assert row["bd_rate_percent"] == pytest.approx(-50.0, abs=1e-6) and row["bd_psnr_db"] > 0
+
+
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        ([], "no stgv points"),
+        ([dict(codec="stgv", frames=5, width=64, height=40, bpp=0.1, psnr=30)], "5 frames of 64x40, this run 5 frames of 64x48"),
+        ([dict(codec="stgv", frames=5, width=64, height=48, bpp="", psnr=30)], "line 2 lacks"),
+    ],
+)
+def test_a_baseline_of_other_frames_or_no_points_is_refused(tmp_path, rows, message):
+    source = type("Source", (), {"count": 5, "width": 64, "height": 48})()
+    with pytest.raises(rd_curve.ToolError, match=message):
+        rd_curve.read_baseline(_write_baseline(tmp_path / "old.csv", rows), source)
