@@ -87,8 +87,8 @@ def _assert_close(ours: np.ndarray, stored: np.ndarray, exact: bool, where: str)
         rule = "bit for bit" if exact else f"within {tool.DUMP_TOLERANCE:g} relative"
         raise AssertionError(
             f"{where}: {int(bad.sum())} of {bad.size} values differ ({rule}); first at index {list(index)} "
-            f"(the first index is the frame of the GoP for [T, ...] dumps): ours {ours[index]!r}, stored "
-            f"{stored[index]!r}; {REGENERATE}"
+            f"(the first index is the frame of the GoP for [T, ...] dumps): ours {float(ours[index]):.9g}, stored "
+            f"{float(stored[index]):.9g}; {REGENERATE}"
         )
 
 
