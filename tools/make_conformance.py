@@ -84,45 +84,55 @@ QAT_STEPS = 4
 
 VECTORS_LIST: list[Vector] = [
     Vector(
-        "hash_p8", "the paper's hash grid geometry (N_min 16, b 1.5: exact-integer scales at levels 1-4, dense and "
-        "hashed 2D levels) at P = 8, two RVQ stages",
-        16, 12, 4, 4, ModelConfig(levels=5, log2_table_size=8, width=16), 40, 8, 2, 16, 1,
+        name="hash_p8",
+        covers="the paper's hash grid geometry (N_min 16, b 1.5: scales that are exact integers at levels 1-4; "
+        "dense and hashed 2D levels, hashed 3D levels) at P = 8, two RVQ stages",
+        width=16, height=12, frames=4, gop_size=4,
+        model=ModelConfig(levels=5, log2_table_size=8, width=16),
+        gaussians=40, network_bits=8, rvq_stages=2, codebook_size=16, seed=1,
     ),
     Vector(
-        "hash_p4_odd", "a small hash grid (N_min 2, b 2: dense and hashed levels in the 3D grid too) at P = 4, "
-        "odd width and height, one RVQ stage",
-        17, 13, 5, 5,
-        ModelConfig(levels=4, log2_table_size=6, base_resolution=2, per_level_scale=2.0, spatial_features=1,
-                    temporal_features=2, time_frequencies=3, width=8),
-        24, 4, 1, 8, 2,
+        name="hash_p4_odd",
+        covers="a small hash grid (N_min 2, b 2: dense and hashed levels in both grids) at P = 4, odd width and "
+        "height, one RVQ stage",
+        width=17, height=13, frames=5, gop_size=5,
+        model=ModelConfig(levels=4, log2_table_size=6, base_resolution=2, per_level_scale=2.0, spatial_features=1,
+                          temporal_features=2, time_frequencies=3, width=8),
+        gaussians=24, network_bits=4, rvq_stages=1, codebook_size=8, seed=2,
     ),
     Vector(
-        "plane_p8_odd", "the plane encoding (xy, xt, yt planes) at P = 8, odd width and height; 300 Gaussians, "
-        "enough for ANS to beat RAW on position and Cholesky streams",
-        33, 17, 3, 3, ModelConfig(encoding="plane", plane_resolution=8, plane_time_resolution=4, plane_features=2, width=16),
-        300, 8, 2, 16, 3,
+        name="plane_p8_odd",
+        covers="the plane encoding (xy, xt, yt planes) at P = 8, odd width and height; 300 Gaussians, enough for "
+        "ANS to beat RAW on position and Cholesky streams",
+        width=33, height=17, frames=3, gop_size=3,
+        model=ModelConfig(encoding="plane", plane_resolution=8, plane_time_resolution=4, plane_features=2, width=16),
+        gaussians=300, network_bits=8, rvq_stages=2, codebook_size=16, seed=3,
     ),
     Vector(
-        "positional_p8_merged", "the positional encoding at P = 8; 12 frames in GoPs of 5: the remainder of 2 "
-        "joins the second GoP (5 + 7 frames)",
-        23, 15, 12, 5, ModelConfig(encoding="positional", position_frequencies=4, width=12), 30, 8, 2, 8, 4,
+        name="positional_p8_merged",
+        covers="the positional encoding at P = 8; 12 frames in GoPs of 5: the remainder of 2 joins the second GoP "
+        "(5 + 7 frames)",
+        width=23, height=15, frames=12, gop_size=5,
+        model=ModelConfig(encoding="positional", position_frequencies=4, width=12),
+        gaussians=30, network_bits=8, rvq_stages=2, codebook_size=8, seed=4,
     ),
     Vector(
-        "plane_p3_one_zero", "one Gaussian (GoP 0) and zero Gaussians (GoP 1, all frames black) with the plane "
-        "encoding at P = 3",
-        16, 12, 4, 2, ModelConfig(encoding="plane", plane_resolution=4, plane_time_resolution=2, plane_features=1,
-                                  time_frequencies=2, width=4),
-        1, 3, 1, 4, 5, empty_gops=(1,),
+        name="plane_p3_one_zero",
+        covers="one Gaussian (GoP 0) and zero Gaussians (GoP 1, all frames black) with the plane encoding at P = 3",
+        width=16, height=12, frames=4, gop_size=2,
+        model=ModelConfig(encoding="plane", plane_resolution=4, plane_time_resolution=2, plane_features=1,
+                          time_frequencies=2, width=4),
+        gaussians=1, network_bits=3, rvq_stages=1, codebook_size=4, seed=5, empty_gops=(1,),
     ),
 ]  # fmt: skip
 
 DUMPS: dict[str, tuple[str, str]] = {
     "means": ("[N, 2]", "dequantized canonical positions mu (NDC, x then y), float32 of the stored binary16 (8.2)"),
     "cholesky": ("[N, 3]", "dequantized Cholesky factors (l1, l2, l3) = float32(q) * gamma + beta per channel (8.2)"),
-    "colours": ("[N, 3]", "dequantized canonical colours: the codebook vectors of the RVQ stages summed in stage order (8.2)"),
+    "colours": ("[N, 3]", "dequantized colours: the RVQ stages' codebook vectors summed in stage order (8.2)"),
     "network": ("[E]", "dequantized network tensors float32(q) * scale, in stream order, each row-major (8.2, 11.3); "
                 "`tensors` gives each one's name, shape and offset"),  # fmt: skip
-    "mlp_input": ("[T, N, D]", "the MLP's input [f_n(t), gamma(t)] for every frame t of the GoP and every Gaussian (11, steps 2-3)"),
+    "mlp_input": ("[T, N, D]", "the MLP's input [f_n(t), gamma(t)] for every frame t and Gaussian n (11, steps 2-3)"),
     "deformed_means": ("[T, N, 2]", "deformed means mu_n + dmu (NDC) for every frame of the GoP (11, step 4)"),
     "deformed_colours": ("[T, N, 3]", "deformed colours c_n + dc for every frame of the GoP (11, step 4)"),
     "sums": ("[T, H, W, 3]", "the renderer's sum of colour * weight for every frame, pixel row, pixel column and "
@@ -147,8 +157,8 @@ COVERAGE = {
         v, lambda s: s["mode"] == "RAW" and s["symbols"] > 0 and s["width"] == 0
     ),
     "a RAW stream of width > 0": lambda v: _any_stream(v, lambda s: s["mode"] == "RAW" and (s["width"] or 0) > 0),
-    "an ANS stream of Gaussian symbols": lambda v: _any_stream(v, lambda s: s["mode"] == "ANS" and s["id"] < Stream.HASH),
-    "an ANS stream of network symbols": lambda v: _any_stream(v, lambda s: s["mode"] == "ANS" and s["id"] >= Stream.HASH),
+    "an ANS stream of Gaussian symbols": lambda v: _any_stream(v, lambda s: s["mode"] == "ANS" and s["id"] < 64),
+    "an ANS stream of network symbols": lambda v: _any_stream(v, lambda s: s["mode"] == "ANS" and s["id"] >= 64),
     "hash grids with dense and hashed levels in 2D and 3D": lambda v: v["encoding"] == "hash"
     and all(len(set(v["hash_levels_dense"][grid])) == 2 for grid in ("2d", "3d")),
 }
@@ -178,7 +188,10 @@ def _empty_payload(config: ModelConfig, vector: Vector) -> bytes:
     """A GoP payload with N = 0 and a seeded network (a peaked distribution, as trained weights have)."""
     rng = np.random.default_rng(vector.seed)
     levels = network_levels(vector.network_bits)
-    tensors = [np.clip(np.round(rng.normal(0, levels / 3, size)), -levels, levels).astype(np.int32) for size in tensor_sizes(config)]
+    tensors = [
+        np.clip(np.round(rng.normal(0, levels / 3, size)), -levels, levels).astype(np.int32)
+        for size in tensor_sizes(config)
+    ]
     record = GopRecord(
         means=np.zeros((0, 2), np.float16),
         cholesky_symbols=np.zeros((0, 3), np.int32),
@@ -295,8 +308,11 @@ def stream_table(payload: bytes | memoryview) -> list[dict]:
     of each stream of a GoP payload (read from the stream headers, bitstream_spec.md section 9)."""
     table = []
     for stream_id, view in unpack_streams(payload):
-        name = Stream(stream_id).name if stream_id in Stream._value2member_map_ else f"COLOUR_{stream_id - Stream.COLOUR}"
-        row = {"id": stream_id, "name": name, "bytes": len(view), "mode": None, "symbols": None, "width": None, "alphabet": None}
+        if Stream.COLOUR <= stream_id < Stream.HASH:
+            name = f"COLOUR_{stream_id - Stream.COLOUR}"  # RVQ stage k has id COLOUR + k
+        else:
+            name = Stream(stream_id).name
+        row = dict(id=stream_id, name=name, bytes=len(view), mode=None, symbols=None, width=None, alphabet=None)
         if stream_id != Stream.PARAMS:
             mode = SymbolCoding(view[0])
             count, at = read_uvarint(view, 1, "count")
@@ -414,6 +430,10 @@ def generate(out: Path, keep_streams: bool = False) -> list[dict]:
         FileNotFoundError: with keep_streams, when a vector's .stgv file is missing.
         RuntimeError: when the vectors no longer cover every COVERAGE item.
     """
+    if keep_streams:
+        missing = [f"{v.name}.stgv" for v in VECTORS_LIST if not (out / VECTORS / f"{v.name}.stgv").is_file()]
+        if missing:
+            raise FileNotFoundError(f"--keep-streams: {out / VECTORS} lacks {', '.join(missing)}")
     with tempfile.TemporaryDirectory(prefix="conformance-") as temp:
         work = Path(temp)
         staged = work / VECTORS
@@ -439,7 +459,9 @@ def generate(out: Path, keep_streams: bool = False) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory of manifest.json and vectors/")
-    parser.add_argument("--keep-streams", action="store_true", help="reuse the .stgv files in OUT; redo digests and dumps")
+    parser.add_argument(
+        "--keep-streams", action="store_true", help="reuse the .stgv files in OUT; redo digests, dumps and manifest"
+    )
     args = parser.parse_args()
     out: Path = args.out
     if not out.is_dir():
