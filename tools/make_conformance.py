@@ -2,11 +2,11 @@
 their decoded frames, and float32 dumps of what the decoder computes on the way.
 
     python tools/make_conformance.py                  # regenerate everything: encode, decode, dump
-    python tools/make_conformance.py --keep-streams   # keep the .stgv files, redo digests and dumps
+    python tools/make_conformance.py --keep-streams   # keep the .stgv files, redo digests, dumps, manifest
     python tools/make_conformance.py --out DIR        # write into DIR instead
 
-    VECTORS --api.encode (the real encoder, tiny step counts, fixed seeds; GoPs listed in
-            `empty_gops` replaced by a hand-built GopRecord with N = 0)--> vectors/NAME.stgv
+    VECTORS_LIST --api.encode (the real encoder, tiny step counts, fixed seeds; GoPs listed in
+                 `empty_gops` replaced by a hand-built GopRecord with N = 0)--> vectors/NAME.stgv
     NAME.stgv --read_gop, gop_model, gop_batches (stgvcodec.decode, CPU backend)--> vectors/NAME/gopK.KIND.f32
               --stgvcodec.decode.decode (as `stgv decode`, CPU) into PNGs--> SHA-256 of each frame and of all
     all of it, with which streams are RAW and which ANS --> manifest.json
