@@ -20,13 +20,14 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 
 from .bitstream import FileHeader, write_stgv
 from .bitstream.model_config import CONFIG_BYTES, pack_model_config, unpack_model_config
-from .config import FitConfig, ModelConfig, preset
+from .config import Encoding, FitConfig, Init, ModelConfig, preset
 from .decode import DecodeSummary, decode, default_device
 from .encoder.pipeline import GopReport, code_gop
 from .encoder.rate import (
@@ -86,6 +87,8 @@ def encode(
     quant: QuantConfig | None = None,
     model: ModelConfig | None = None,
     fit: FitConfig | None = None,
+    encoding: Encoding | None = None,
+    init: Init | None = None,
     reader_options: dict | None = None,
     quiet: bool = False,
     log=None,
@@ -112,6 +115,12 @@ def encode(
         model: deformation network (default: the paper's, or the --bpp ladder's choice).
         fit: training schedule instead of the preset's (its `gaussians` and `seed` are replaced
             by the arguments above when those are given).
+        encoding: the deformation field's encoding, "hash" (STGV), "plane" (the multi-plane
+            predecessor) or "positional" (D2GV); replaces `model`'s. Default: `model`'s, else hash.
+            Under --bpp and --quality the network sizes come from that encoding's ladder
+            (encoder.rate.ladder).
+        init: stage 1 target, "keyframe" (KFCI) or "multiframe" (all frames of the GoP);
+            replaces `fit`'s. Default: `fit`'s, else keyframe.
         reader_options: size, fps, pix_fmt, crop, scale, max_frames for VideoReader.
         quiet: no progress bars.
         log: optional callable(str) for one line per coded GoP.
@@ -127,6 +136,7 @@ def encode(
         start = time.perf_counter()
         warn = warn or (lambda text: warnings.warn(text, stacklevel=3))
         _check_options(bpp, gaussians, quality, gop_size)
+        _check_variant(encoding, init)
         if bpp is None and gaussians is None and quality is None and (fit is None or fit.gaussians is None):
             quality = DEFAULT_QUALITY
         _check_stgv_output(source, output)
@@ -135,6 +145,7 @@ def encode(
             source = stack.enter_context(_spooled_stdin(RAW_SUFFIX if (reader_options or {}).get("size") else ""))
         fit = fit or preset(preset_name)
         fit = replace(fit, seed=seed, gaussians=gaussians if gaussians is not None else fit.gaussians)
+        fit = replace(fit, init=init or fit.init)
         quant = quant or QuantConfig()
         options = reader_options or {}
 
@@ -147,10 +158,13 @@ def encode(
             raise VideoError(f"{source}: has no frames")
         height, width = info.height, info.width
         video = Video(width, height, frame_count, split_gops(frame_count, gop_size), CONFIG_BYTES)
-        default = Rung(model or ModelConfig(), quant.network_bits, quant.rvq_stages, quant.codebook_size)
+        network = model or ModelConfig()
+        network = replace(network, encoding=encoding or network.encoding)
+        default = Rung(network, quant.network_bits, quant.rvq_stages, quant.codebook_size)
         rung, control = rate_plan(
-            video, bpp=bpp, quality=quality, first_count=fit.count(height, width), default=default, model=model
-        )
+            video, bpp=bpp, quality=quality, first_count=fit.count(height, width), default=default,
+            model=network if model is not None else None,
+        )  # fmt: skip
         quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
         model = unpack_model_config(pack_model_config(rung.model))  # exactly what the decoder will read
         header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, frame_count, gop_size, pack_model_config(model))
@@ -217,6 +231,14 @@ def _check_options(bpp: float | None, gaussians: int | None, quality: float | No
         raise ValueError(f"--gaussians {gaussians} must be at least 1")
     if gop_size < 1 or gop_size > 1000:
         raise ValueError(f"--gop {gop_size} outside 1..1000")
+
+
+def _check_variant(encoding: str | None, init: str | None) -> None:
+    """Raises ValueError, in one line, for an encoding or initialisation that does not exist."""
+    if encoding is not None and encoding not in get_args(Encoding):
+        raise ValueError(f"--encoding {encoding!r}: choose one of {', '.join(get_args(Encoding))}")
+    if init is not None and init not in get_args(Init):
+        raise ValueError(f"--init {init!r}: choose one of {', '.join(get_args(Init))}")
 
 
 @contextlib.contextmanager

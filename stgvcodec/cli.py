@@ -142,6 +142,10 @@ def _frame_range(text: str | None) -> tuple[int, int] | None:
 @click.option("--quality", type=float, help="Target PSNR in dB of each GoP (default 30 when neither --bpp nor --gaussians is given).")
 @click.option("--gaussians", type=click.IntRange(min=1), help="Fixed Gaussians per GoP instead of a target.")
 @click.option("--preset", "preset_name", default="fast", show_default=True, type=click.Choice(["fast", "medium", "paper"]))
+@click.option("--encoding", default="hash", show_default=True, type=click.Choice(["hash", "plane", "positional"]),
+              help="Deformation encoding: hash grids (STGV), feature planes (multi-plane predecessor) or positional (D2GV).")
+@click.option("--init", default="keyframe", show_default=True, type=click.Choice(["keyframe", "multiframe"]),
+              help="Fit the canonical Gaussians to the key frame (STGV) or to all frames of the GoP.")
 @click.option("--gop", "gop_size", default=10, show_default=True, type=click.IntRange(1, 1000), help="Frames per GoP.")
 @click.option("--device", default=None, help="torch device (default: cuda when present, else cpu).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -154,7 +158,7 @@ def _frame_range(text: str | None) -> tuple[int, int] | None:
 @click.option("--steps", "steps", hidden=True, help="INIT,DEFORM,QAT step counts instead of the preset's.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per coded GoP.")
-def encode(source, output, bpp, quality, gaussians, preset_name, gop_size, device, seed, crop, scale, max_frames, size, fps, pix_fmt, steps, quiet, verbose):
+def encode(source, output, bpp, quality, gaussians, preset_name, encoding, init, gop_size, device, seed, crop, scale, max_frames, size, fps, pix_fmt, steps, quiet, verbose):
     """Encode SOURCE (video file, raw .yuv, PNG directory, or - for y4m on standard input) into OUTPUT (.stgv).
 
     Standard input is copied to a temporary file in TMPDIR first, since the encoder reads its
@@ -163,6 +167,10 @@ def encode(source, output, bpp, quality, gaussians, preset_name, gop_size, devic
     The rate follows --bpp (bits per pixel of the file), --quality (PSNR per GoP) or --gaussians;
     without any of them, --quality 30. A target the video cannot reach is reported before fitting
     and again at the end.
+
+    --encoding and --init choose the codec variant: the paper's STGV (hash, keyframe), the
+    multi-plane predecessor (plane) or D2GV's positional encoding (positional); under --bpp and
+    --quality the network sizes come from the chosen encoding's rate ladder.
     """
     from dataclasses import replace
 
@@ -173,17 +181,17 @@ def encode(source, output, bpp, quality, gaussians, preset_name, gop_size, devic
     fit, quant = None, None
     if steps:
         try:
-            init, deform, qat = (int(v) for v in steps.split(","))
+            init_steps, deform_steps, qat_steps = (int(v) for v in steps.split(","))
         except ValueError:
             raise click.BadParameter(f"{steps!r} is not INIT,DEFORM,QAT") from None
-        fit = replace(preset(preset_name), init_steps=init, deform_steps=deform)
-        quant = QuantConfig(steps=qat)
+        fit = replace(preset(preset_name), init_steps=init_steps, deform_steps=deform_steps)
+        quant = QuantConfig(steps=qat_steps)
 
     options = {"crop": _size(crop), "scale": _size(scale), "max_frames": max_frames, "size": _size(size),
                "fps": _rate(fps), "pix_fmt": pix_fmt}
     summary = run(
         source, output, bpp=bpp, gaussians=gaussians, quality=quality, preset_name=preset_name, gop_size=gop_size, device=device,
-        seed=seed, fit=fit, quant=quant, reader_options={k: v for k, v in options.items() if v is not None}, quiet=quiet,
+        seed=seed, fit=fit, encoding=encoding, init=init, quant=quant, reader_options={k: v for k, v in options.items() if v is not None}, quiet=quiet,
         log=(lambda line: click.echo(line, err=True)) if verbose else None,
         warn=lambda line: click.echo(f"stgv: warning: {line}", err=True),
     )  # fmt: skip

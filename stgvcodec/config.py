@@ -47,6 +47,21 @@ class ModelConfig:
     width: int = 128
     """Hidden width of the two-layer MLP."""
 
+    def used_fields(self) -> dict[str, object]:
+        """The fields this configuration's encoding reads, by name: the encoding, its own sizes
+        (ENCODING_FIELDS), then time_frequencies and width. The header stores every field; the
+        others do not change the network."""
+        names = ("encoding", *ENCODING_FIELDS[self.encoding], "time_frequencies", "width")
+        return {name: getattr(self, name) for name in names}
+
+
+ENCODING_FIELDS: dict[str, tuple[str, ...]] = {
+    "hash": ("levels", "spatial_features", "temporal_features", "log2_table_size", "base_resolution", "per_level_scale"),
+    "plane": ("plane_resolution", "plane_time_resolution", "plane_features"),
+    "positional": ("position_frequencies",),
+}
+"""ModelConfig fields each encoding reads besides time_frequencies and width."""
+
 
 @dataclass(frozen=True)
 class FitConfig:

@@ -1,7 +1,7 @@
 """The standalone decoder: .stgv -> frames. Imports torch, numpy, constriction and av only.
 
-    StgvReader --chunk k--> decode_gop --> GopRecord --gop_model--> GopModel --render_gop--> uint8 frames
-                                                                                 --VideoWriter--> output
+    StgvReader --chunk k--> decode_gop --> GopRecord --gop_model--> GopModel --gop_batches--> deformed
+        Gaussians and the renderer's sums --clamp, round (gop_frames)--> uint8 frames --VideoWriter--> output
 
 GoPs are decoded one at a time and their frames streamed to the output, so memory stays
 bounded whatever the video's length. The encoder reports its reconstruction through the same
@@ -29,7 +29,7 @@ from .metrics import to_uint8
 from .model import DeformationField, Gaussians, GopModel
 from .quant.colours import dequantize_colours
 from .quant.quantizers import dequantize_cholesky, dequantize_tensor
-from .render import Backend, rasterize
+from .render import Backend, clamp_image, rasterize_sum
 
 @dataclass(frozen=True)
 class DecodeSummary:
@@ -87,14 +87,32 @@ def gop_model(record: GopRecord, config: ModelConfig, device: torch.device) -> G
     return model.to(device).eval()
 
 
+@dataclass(frozen=True)
+class RenderedBatch:
+    """Frames of a GoP rendered together, with what the decoder computed on the way."""
+
+    first: int
+    """Index in the GoP of the batch's first frame."""
+    times: Tensor
+    """[B] float32 frame times."""
+    means: Tensor
+    """[B, N, 2] deformed means (NDC), Gaussians in stream order."""
+    cholesky: Tensor
+    """[B, N, 3] Cholesky factors (the dequantized ones at every time)."""
+    colours: Tensor
+    """[B, N, 3] deformed colours."""
+    sums: Tensor
+    """[B, H, W, 3] the renderer's sum before clamping (render.rasterize_sum)."""
+
+
 @torch.no_grad()
-def gop_frames(
+def gop_batches(
     model: GopModel, count: int, height: int, width: int, backend: Backend = "auto", frames: range | None = None
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Frames of a GoP as (index in the GoP, [H, W, 3] uint8), a batch of render_batch() at a time.
+) -> Iterator[RenderedBatch]:
+    """A GoP rendered render_batch() frames at a time: the batches that hold any of `frames`.
 
     Args:
-        frames: the indices to yield (default all `count`); batches are always aligned to the
+        frames: the indices wanted (default all `count`); batches are always aligned to the
             GoP's first frame, so a frame renders identically whichever others are asked for.
     """
     wanted = range(count) if frames is None else frames
@@ -102,13 +120,28 @@ def gop_frames(
     times = torch.tensor(frame_times(count), dtype=torch.float32, device=device)
     step = render_batch(height, width, len(model.gaussians))
     for first in range(0, count, step):
-        batch = [k for k in range(first, min(first + step, count)) if k in wanted]
-        if not batch:
+        if not any(k in wanted for k in range(first, min(first + step, count))):
             continue
         means, cholesky, colours = deformed(model, times[first : first + step])
-        image = rasterize(means, cholesky, colours, height, width, backend)
-        for k in batch:
-            yield k, to_uint8(image[k - first])
+        sums = rasterize_sum(means, cholesky, colours, height, width, backend)
+        yield RenderedBatch(first, times[first : first + step], means, cholesky, colours, sums)
+
+
+@torch.no_grad()
+def gop_frames(
+    model: GopModel, count: int, height: int, width: int, backend: Backend = "auto", frames: range | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Frames of a GoP as (index in the GoP, [H, W, 3] uint8), a batch of render_batch() at a time.
+
+    Args:
+        frames: the indices to yield (default all `count`); see gop_batches.
+    """
+    wanted = range(count) if frames is None else frames
+    for batch in gop_batches(model, count, height, width, backend, wanted):
+        image = clamp_image(batch.sums)
+        for k in range(batch.first, batch.first + batch.times.shape[0]):
+            if k in wanted:
+                yield k, to_uint8(image[k - batch.first])
 
 
 def deformed(model: GopModel, times: Tensor) -> tuple[Tensor, Tensor, Tensor]:

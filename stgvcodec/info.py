@@ -9,6 +9,7 @@ from pathlib import Path
 from .bitstream import StgvReader
 from .bitstream.gop import STREAM_KINDS, gaussian_count, stream_sizes
 from .bitstream.model_config import unpack_model_config
+from .config import ModelConfig
 from .memory import render_memory
 
 
@@ -55,22 +56,30 @@ def describe(path: str | os.PathLike) -> dict:
     }
 
 
+_TABLES = {"hash": "hash", "plane": "planes", "positional": "tables"}
+"""Text label of the "hash" stream kind by encoding: hash tables, feature planes, or (positional)
+an empty stream, since that encoding has no tables."""
+
+
 def format_text(report: dict) -> str:
-    """The report of describe() as aligned text."""
+    """The report of describe() as aligned text: the model line lists the fields its encoding
+    reads (the JSON report has them all)."""
     lines = [
         f"{report['path']}: {report['bytes']} bytes, {report['bpp']:.4f} bpp",
         f"  video   {report['width']}x{report['height']}, {report['frames']} frames at {report['fps']} fps "
         f"({_duration(report['duration_seconds'])}), GoPs of {report['gop_size']} ({len(report['gops'])} GoPs)",
         f"  decode  about {report['decode_memory_bytes'] / 1e6:.0f} MB of working memory for rendering",
-        "  model   " + ", ".join(f"{k}={v}" for k, v in report["model"].items()),
+        "  model   " + ", ".join(f"{k}={v}" for k, v in ModelConfig(**report["model"]).used_fields().items()),
         "  bits per stream:",
     ]
     total = sum(report["bits"].values())
+    labels = {"hash": _TABLES[report["model"]["encoding"]]}
     for kind, bits in report["bits"].items():
-        lines.append(f"    {kind:<10} {bits:>12} bits  {report['bpp_by_stream'][kind]:.5f} bpp  {100 * bits / total:5.1f}%")
+        label = labels.get(kind, kind)
+        lines.append(f"    {label:<10} {bits:>12} bits  {report['bpp_by_stream'][kind]:.5f} bpp  {100 * bits / total:5.1f}%")
     lines.append("  GoPs:")
     for gop in report["gops"]:
-        parts = " ".join(f"{k}={v}" for k, v in gop["streams"].items())
+        parts = " ".join(f"{labels.get(k, k)}={v}" for k, v in gop["streams"].items())
         lines.append(
             f"    {gop['gop']:>4}  frames {gop['first_frame']}-{gop['first_frame'] + gop['frames'] - 1}  "
             f"{gop['gaussians']:>7} Gaussians  {gop['bytes']:>8} bytes  {parts}"

@@ -13,6 +13,12 @@ rest of the video are shared out over the frames still to code, and the GoP's bu
 fixed cost of a GoP (network and side information, as measured so far, or estimated), buys
 Gaussians at the bits a Gaussian's own streams have cost so far.
 
+The ladder is written for the hash encoding; `ladder(encoding)` gives the same rungs (MLP width,
+network precision, colour codebooks) for the other encodings: the plane variant's feature planes
+are sized to hold about as many weights as the rung's hash tables (PLANE_SIZES), and the
+positional variant has no tables at all, so its fixed cost is the MLP alone. Every rate decision
+below measures the chosen encoding's own network (tensor_sizes), never the hash one's.
+
 --quality: the network rung is the one --bpp would choose for the first GoP's Gaussians
 (settings_for_gaussians). The first GoP takes the preset's density; each next GoP gets the count
 that PSNR = offset + slope * log2(N) says reaches the target, the offset from the last GoP and
@@ -30,7 +36,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..bitstream.gop import MAX_GAUSSIANS
-from ..config import ModelConfig
+from ..config import Encoding, ModelConfig
 from ..decode import tensor_sizes
 
 MIN_BPP, MAX_BPP = 0.001, 16.0
@@ -62,6 +68,32 @@ RUNGS: list[Rung] = [
 ]
 """From the paper's configuration (71,813 network weights, 8 bits, 2 x 64 colours) down to 589
 weights at 3 bits and 8 colours; --bpp takes the largest rung whose fixed cost fits its budget."""
+
+PLANE_SIZES: list[tuple[int, int]] = [(64, 8), (32, 8), (16, 8), (8, 8), (4, 3), (4, 3), (4, 3)]
+"""(plane_resolution, plane_features) of the plane variant at each rung of RUNGS, with the default
+plane_time_resolution of 10: 43,008, 13,312, 4,608, 1,792 and 288 plane weights against the
+rungs' 46,720, 12,288, 4,608, 1,536 and 288 hash-table weights."""
+
+
+def ladder(encoding: Encoding = "hash") -> list[Rung]:
+    """RUNGS for a deformation encoding, largest network first.
+
+    Each rung keeps its MLP width, network precision and colour codebooks; "plane" takes its
+    plane sizes from PLANE_SIZES, "positional" has no tables (its MLP reads 2 (2 K_p + 1) position
+    features instead), and the hash-grid fields, which those two encodings do not read, stay as
+    they are.
+    """
+    if encoding == "hash":
+        return RUNGS
+    if encoding == "plane":
+        return [
+            replace(rung, model=replace(rung.model, encoding="plane", plane_resolution=size, plane_features=features))
+            for rung, (size, features) in zip(RUNGS, PLANE_SIZES)
+        ]
+    if encoding == "positional":
+        return [replace(rung, model=replace(rung.model, encoding="positional")) for rung in RUNGS]
+    raise ValueError(f"unknown encoding {encoding!r}; choose hash, plane or positional")
+
 
 FIXED_SHARE = 0.35
 """Largest share of a GoP's bits the network, codebooks and side information may take under --bpp."""
@@ -110,22 +142,25 @@ def container_bits(config_bytes: int, gop_count: int) -> int:
     return 8 * (64 + config_bytes + 24 * gop_count)
 
 
-def settings_for_budget(bits: float) -> Rung:
-    """The largest rung of RUNGS whose fixed cost fits FIXED_SHARE of `bits` (per GoP)."""
-    for rung in RUNGS:
+def settings_for_budget(bits: float, encoding: Encoding = "hash") -> Rung:
+    """The largest rung of ladder(encoding) whose fixed cost fits FIXED_SHARE of `bits` (per GoP)."""
+    rungs = ladder(encoding)
+    for rung in rungs:
         if RateModel.fixed_bits(rung) <= FIXED_SHARE * bits:
             return rung
-    return RUNGS[-1]
+    return rungs[-1]
 
 
-def settings_for_gaussians(count: int) -> Rung:
+def settings_for_gaussians(count: int, encoding: Encoding = "hash") -> Rung:
     """The rung --bpp would choose for a budget whose Gaussian share buys `count` Gaussians: the
-    largest whose fixed cost is at most FIXED_SHARE of the GoP's bits (--quality's choice)."""
-    for rung in RUNGS:
+    largest of ladder(encoding) whose fixed cost is at most FIXED_SHARE of the GoP's bits
+    (--quality's choice)."""
+    rungs = ladder(encoding)
+    for rung in rungs:
         gaussian_bits = count * RateModel.bits_per_gaussian(rung)
         if RateModel.fixed_bits(rung) <= FIXED_SHARE / (1 - FIXED_SHARE) * gaussian_bits:
             return rung
-    return RUNGS[-1]
+    return rungs[-1]
 
 
 @dataclass(frozen=True)
@@ -151,12 +186,13 @@ class Video:
 
 
 def reachable_bpp(video: Video, rung: Rung) -> tuple[float, float]:
-    """Estimated (lowest, highest) bpp of the video: the smallest rung with the fewest Gaussians,
-    and `rung` (the one a target chose) with the most."""
+    """Estimated (lowest, highest) bpp of the video: the smallest rung of the ladder of `rung`'s
+    encoding with the fewest Gaussians, and `rung` (the one a target chose) with the most."""
     low = high = container_bits(video.config_bytes, len(video.gops))
     most = video.max_gaussians
+    smallest = ladder(rung.model.encoding)[-1]
     for _ in video.gops:
-        low += RateModel.fixed_bits(RUNGS[-1]) + RateModel.min_gaussians * RateModel.bits_per_gaussian(RUNGS[-1])
+        low += RateModel.fixed_bits(smallest) + RateModel.min_gaussians * RateModel.bits_per_gaussian(smallest)
         high += RateModel.fixed_bits(rung) + most * RateModel.bits_per_gaussian(rung)
     return low / video.pixels, high / video.pixels
 
@@ -319,13 +355,15 @@ def rate_plan(
         bpp: --bpp, or None.
         quality: --quality, or None.
         first_count: Gaussians of the first GoP without --bpp (the preset's density, or --gaussians).
-        default: the rung without a target (the given network and quantizer settings).
+        default: the rung without a target (the given network and quantizer settings); its
+            model's encoding chooses the ladder a target picks from (ladder()).
         model: a network that replaces the rung's choice.
     """
+    encoding = default.model.encoding
     if bpp is not None:
-        rung = settings_for_budget(bpp * video.pixels / len(video.gops))
+        rung = settings_for_budget(bpp * video.pixels / len(video.gops), encoding)
     elif quality is not None:
-        rung = settings_for_gaussians(first_count)
+        rung = settings_for_gaussians(first_count, encoding)
     else:
         return default, FixedCount(first_count)
     rung = replace(rung, model=model or rung.model)

@@ -72,6 +72,19 @@ class DeformationField(nn.Module):
             dmu [T, N, 2] (NDC) and dc [T, N, 3].
         """
         count, steps = means.shape[0], times.shape[0]
+        inputs = self.mlp_input(means, times)
+        if exact:
+            first, second = self.mlp[0], self.mlp[2]
+            hidden = _exact_linear(_exact_linear(inputs, first).relu(), second).relu()
+            dmu, dc = _exact_linear(hidden, self.head_mu), _exact_linear(hidden, self.head_c)
+        else:
+            hidden = self.mlp(inputs)
+            dmu, dc = self.head_mu(hidden), self.head_c(hidden)
+        return dmu.view(steps, count, 2), dc.view(steps, count, 3)
+
+    def mlp_input(self, means: Tensor, times: Tensor) -> Tensor:
+        """The MLP's input [f_n(t), gamma(t)]: [T * N, D], time-major (row t * N + n)."""
+        count, steps = means.shape[0], times.shape[0]
         # The field reads canonical positions without differentiating through them (as deformable
         # Gaussian methods do), so every encoding variant trains the positions the same way.
         xy = ((means.detach() + 1.0) * 0.5).clamp(0.0, 1.0)  # [N, 2]
@@ -90,15 +103,7 @@ class DeformationField(nn.Module):
         else:
             encoded = self.position_encoding(xy)
             features = [encoded.expand(steps, *encoded.shape).reshape(steps * count, encoded.shape[-1])]
-        inputs = torch.cat((*features, gamma), dim=-1)
-        if exact:
-            first, second = self.mlp[0], self.mlp[2]
-            hidden = _exact_linear(_exact_linear(inputs, first).relu(), second).relu()
-            dmu, dc = _exact_linear(hidden, self.head_mu), _exact_linear(hidden, self.head_c)
-        else:
-            hidden = self.mlp(inputs)
-            dmu, dc = self.head_mu(hidden), self.head_c(hidden)
-        return dmu.view(steps, count, 2), dc.view(steps, count, 3)
+        return torch.cat((*features, gamma), dim=-1)
 
 
 def _exact_linear(x: Tensor, layer: nn.Linear) -> Tensor:

@@ -38,7 +38,7 @@ from torch import Tensor
 from .kernel import RasterizeSum
 from .projection import CUTOFF, project
 
-__all__ = ["rasterize", "Backend", "BackendUnavailable", "CUTOFF", "available_backends"]
+__all__ = ["rasterize", "rasterize_sum", "clamp_image", "Backend", "BackendUnavailable", "CUTOFF", "available_backends"]
 
 Backend = Literal["auto", "reference", "cpu", "triton"]
 
@@ -82,6 +82,22 @@ def rasterize(
         ValueError: on inconsistent shapes, dtypes, devices or sizes.
         BackendUnavailable: when the chosen backend cannot run on this machine or device.
     """
+    return clamp_image(rasterize_sum(means, cholesky, colors, height, width, backend))
+
+
+def rasterize_sum(
+    means: Tensor,
+    cholesky: Tensor,
+    colors: Tensor,
+    height: int,
+    width: int,
+    backend: Backend = "auto",
+) -> Tensor:
+    """The renderer's sum C(p) = sum_n c_n w_n(p) before clamping: rasterize() without clamp_image().
+
+    Same arguments and errors as rasterize(); returns [H, W, 3] (or [B, H, W, 3]) in the inputs'
+    dtype, unbounded (NaN only where colours near the float32 limit overflow).
+    """
     batched = means.dim() == 3
     _check_inputs(means, cholesky, colors, height, width)
     if not batched:
@@ -96,9 +112,15 @@ def rasterize(
         raw = module.rasterize_sum(centres, conics, colors, extents, height, width)
     else:
         raw = RasterizeSum.apply(module.KERNEL, centres, conics, colors, extents, height, width)
-    # Identity on finite sums (values and gradients); a NaN sum renders as 0 on every backend.
-    image = raw.nan_to_num(nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
-    return image if batched else image[0]
+    return raw if batched else raw[0]
+
+
+def clamp_image(raw: Tensor) -> Tensor:
+    """The rendered image from the renderer's sum: clamped to [0, 1], +inf to 1, -inf and NaN to 0.
+
+    Identity on finite sums inside [0, 1] (values and gradients); a NaN sum renders as 0 on every backend.
+    """
+    return raw.nan_to_num(nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
 
 
 def available_backends(device: torch.device | str = "cpu") -> list[str]:

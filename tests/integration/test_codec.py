@@ -172,17 +172,19 @@ def test_low_precision_network_decodes_bit_exactly(tmp_path):
     np.testing.assert_array_equal(np.stack(list(read_frames(tmp_path / "out.mkv"))), recon[0])
 
 
-def test_rate_ladder_fits_the_budget():
-    """Each budget gets the largest rung whose estimated fixed cost fits its share; smaller rungs
-    for smaller budgets; the last rung when nothing fits."""
-    from stgvcodec.encoder.rate import FIXED_SHARE, RUNGS, RateModel, settings_for_budget
+@pytest.mark.parametrize("encoding", ["hash", "plane", "positional"])
+def test_rate_ladder_fits_the_budget(encoding):
+    """Each budget gets the largest rung of the encoding's ladder whose estimated fixed cost fits
+    its share; smaller rungs for smaller budgets; the last rung when nothing fits."""
+    from stgvcodec.encoder.rate import FIXED_SHARE, RateModel, ladder, settings_for_budget
 
-    costs = [RateModel.fixed_bits(rung) for rung in RUNGS]
+    rungs = ladder(encoding)
+    costs = [RateModel.fixed_bits(rung) for rung in rungs]
     assert costs == sorted(costs, reverse=True)
     for k, cost in enumerate(costs):
-        assert settings_for_budget(cost / FIXED_SHARE) == RUNGS[k]
-        assert settings_for_budget(cost / FIXED_SHARE * 0.999) == RUNGS[min(k + 1, len(RUNGS) - 1)]
-    assert settings_for_budget(1.0) == RUNGS[-1]
+        assert settings_for_budget(cost / FIXED_SHARE * 1.001, encoding) == rungs[k]
+        assert settings_for_budget(cost / FIXED_SHARE * 0.999, encoding) == rungs[min(k + 1, len(rungs) - 1)]
+    assert settings_for_budget(1.0, encoding) == rungs[-1]
 
 
 @pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])

@@ -5,12 +5,18 @@ import math
 
 import pytest
 
+from stgvcodec.bitstream.gop import MLP_TENSORS
+from stgvcodec.config import ModelConfig
+from stgvcodec.decode import tensor_sizes
 from stgvcodec.encoder.rate import (
     RUNGS,
     BitrateTarget,
     QualityTarget,
     RateModel,
+    Rung,
     Video,
+    ladder,
+    rate_plan,
     reachable_bpp,
     settings_for_gaussians,
 )
@@ -64,3 +70,37 @@ def test_bitrate_target_reports_the_reachable_range():
 def test_quality_picks_a_smaller_network_for_fewer_gaussians(count):
     rung = settings_for_gaussians(count)
     assert RUNGS.index(rung) >= RUNGS.index(settings_for_gaussians(count * 4))
+
+
+@pytest.mark.parametrize("encoding", ["hash", "plane", "positional"])
+def test_every_encoding_has_a_ladder_of_shrinking_networks(encoding):
+    """The rungs keep the hash ladder's MLP width, precision and codebooks; plane tables hold about
+    as many weights as the hash tables of the same rung, and the positional encoding has none."""
+    rungs = ladder(encoding)
+    assert [rung.model.encoding for rung in rungs] == [encoding] * len(RUNGS)
+    settings = [(r.model.width, r.network_bits, r.rvq_stages, r.codebook_size) for r in rungs]
+    assert settings == [(r.model.width, r.network_bits, r.rvq_stages, r.codebook_size) for r in RUNGS]
+    costs = [RateModel.fixed_bits(rung) for rung in rungs]
+    assert costs == sorted(costs, reverse=True)
+    tables = [sum(tensor_sizes(rung.model)[:-MLP_TENSORS]) for rung in rungs]
+    hash_tables = [sum(tensor_sizes(rung.model)[:-MLP_TENSORS]) for rung in RUNGS]
+    if encoding == "positional":
+        assert tables == [0] * len(RUNGS)
+    else:
+        assert all(0.8 <= ours / theirs <= 1.2 for ours, theirs in zip(tables, hash_tables)), tables
+
+
+@pytest.mark.parametrize("encoding", ["plane", "positional"])
+def test_rate_plan_takes_the_rung_from_the_encodings_ladder(encoding):
+    default = Rung(ModelConfig(encoding=encoding), 8, 2, 64)
+    for target in ({"bpp": 0.05, "quality": None}, {"bpp": None, "quality": 30.0}):
+        rung, _ = rate_plan(VIDEO, first_count=100, default=default, **target)
+        assert rung in ladder(encoding)
+        assert RateModel.fixed_bits(rung) < RateModel.fixed_bits(ladder(encoding)[0])  # 64x48: a small network
+    given = ModelConfig(encoding=encoding, width=24)
+    rung, _ = rate_plan(VIDEO, bpp=0.05, quality=None, first_count=100, default=default, model=given)
+    assert rung.model == given
+    rung, control = rate_plan(VIDEO, bpp=None, quality=None, first_count=100, default=default)
+    assert rung == default and control.gaussians(0, 10) == 100
+    with pytest.raises(ValueError, match="unknown encoding"):
+        ladder("fourier")
