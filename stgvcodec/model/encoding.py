@@ -198,7 +198,13 @@ class HashGrid(nn.Module):
         # measured about 1.5x faster on CPU than gathering [entries, F] rows.
         table = self.params.view(-1, self.features).t()  # [F, entries]
         values = table.index_select(1, index.view(-1)).view(self.features, *index.shape)
-        blended = (weight.to(table.dtype) * values).sum(dim=2)  # [F, L, P]
+        terms = weight.to(table.dtype) * values  # [F, L, C, P]
+        # Corners are summed one add at a time, in corner order (bitstream_spec.md 11.1):
+        # Tensor.sum over the 8 corners of a 3D grid changes its order for the last P mod 32
+        # points (ATen's SIMD tail), so its result depended on the point count and the CPU.
+        blended = terms[:, :, 0]
+        for corner in range(1, terms.shape[2]):
+            blended = blended + terms[:, :, corner]
         return blended.permute(2, 1, 0).reshape(x.shape[0], self.output_dim)
 
     def corners(self, x: Tensor) -> tuple[Tensor, Tensor]:
