@@ -55,7 +55,8 @@ def _rounds(work: dict, rounds: int, iterations: int) -> dict:
                 fn()
             samples[path][0].append((time.perf_counter() - wall) * 1e3 / iterations)
             samples[path][1].append((time.process_time() - cpu) * 1e3 / iterations)
-    result = {path: {"wall_ms": statistics.median(w), "cpu_ms": statistics.median(c)} for path, (w, c) in samples.items()}
+    result = {path: {"wall_ms": statistics.median(w), "cpu_ms": statistics.median(c)}
+              for path, (w, c) in samples.items()}  # fmt: skip
     for key in ("wall_ms", "cpu_ms"):
         slow, fast = result["torch"][key], result["numba"][key]
         result[f"ratio_{key[:-3]}"] = slow / fast if fast > 0 else None
@@ -144,7 +145,8 @@ def main() -> None:
     parser.add_argument("--scale", type=parse_size, help="resize to WxH")
     parser.add_argument("--gop-size", type=int, default=10)
     parser.add_argument("--gaussians", default="1250,3000", help="point counts of the grid benchmark")
-    parser.add_argument("--stage2-gaussians", type=int, help="Gaussians of the stage-2 model (default: the fast preset's density)")
+    parser.add_argument("--stage2-gaussians", type=int,
+                        help="Gaussians of the stage-2 model (default: the fast preset's density)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5, help="alternations of the two paths")
     parser.add_argument("--iterations", type=int, default=50, help="grid forward+backward passes per round")
     parser.add_argument("--steps", type=int, default=20, help="stage-2 steps per round")

@@ -1,10 +1,10 @@
 """HashGrid on the CPU: fused numba kernels for the forward pass and the table gradient.
 
-The torch implementation (`HashGrid.forward`) spends most of its time dispatching some fifty
-small int64/float64 ops per grid; these kernels do the same arithmetic in one pass per point:
+The torch path (`HashGrid.forward_torch`) spends most of its time dispatching many small
+int64/float64 ops; these kernels do the same arithmetic in two fused passes:
 
-    forward:   prange over points: per level, pos -> vertex and weights -> 2^d corners,
-               features summed corner by corner into out[p, l * F + f]
+    forward:   prange over blocks of BLOCK points: per level, pos -> vertex and weights ->
+               2^d corners, features summed corner by corner into out[p, l * F + f]
     backward:  prange over levels (each owns its own slice of the table, so no two threads
                write the same entry): corner by corner, point by point,
                grad[(O_l + index) * F + f] += weight * grad_out[p, l * F + f]
@@ -77,7 +77,7 @@ if numba is not None:
     def _corners(k, count, dense, table_size, vertex_terms, factors, index, weight):
         """index[j], weight[j]: corner k's table entry (within the level) and d-linear weight."""
         dims = vertex_terms.shape[1]
-        mask = table_size - 1 if table_size & (table_size - 1) == 0 else -1
+        mask = table_size - 1 if (table_size & (table_size - 1)) == 0 else -1
         b0 = k & 1
         for j in range(count):
             weight[j] = factors[b0, 0, j]

@@ -32,4 +32,5 @@ def test_grids_and_stage2_steps_agree_between_paths(tmp_path):
 def test_bad_counts_are_one_line():
     done = _run("--gaussians", "many")
     assert done.returncode != 0
-    assert done.stderr.strip().splitlines() == ["bench_hashgrid: --gaussians wants comma-separated integers, got 'many'"]
+    message = "bench_hashgrid: --gaussians wants comma-separated integers, got 'many'"
+    assert done.stderr.strip().splitlines() == [message]

@@ -220,7 +220,8 @@ def test_decoding_with_either_path_reproduces_the_encoder(tmp_path, monkeypatch)
     clip = write_clip(tmp_path / "clip.mkv", video)
     recon: list[np.ndarray] = []
     fit, quant = FitConfig(init_steps=30, deform_steps=40), QuantConfig(steps=10, codebook_size=16)
-    encode(clip, tmp_path / "clip.stgv", gaussians=80, gop_size=5, fit=fit, quant=quant, quiet=True, reconstruction=recon)
+    encode(clip, tmp_path / "clip.stgv", gaussians=80, gop_size=5, fit=fit, quant=quant, quiet=True,
+           reconstruction=recon)  # fmt: skip
     recon = np.concatenate(recon)
     for path in ("auto", "torch"):
         monkeypatch.setenv("STGV_HASHGRID", path)
