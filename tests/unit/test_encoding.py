@@ -166,6 +166,25 @@ def test_matches_scalar_reference_on_paper_configuration(dims, features):
     torch.testing.assert_close(grid(x).double(), torch.from_numpy(expected), rtol=1e-5, atol=1e-9)
 
 
+def test_corners_are_summed_in_corner_order_whatever_the_point_count():
+    # bitstream_spec.md 11.1: acc = w_0 f_0, then acc + w_k f_k for k = 1 .. 2^d - 1, in float32.
+    # Tensor.sum over 8 corners reorders its adds for the last P mod 32 points (ATen's SIMD
+    # tail), which made a point's features depend on how many points were encoded with it.
+    generator = torch.Generator().manual_seed(4)
+    grid = HashGrid(3, features=4)
+    with torch.no_grad():
+        grid.params.copy_(torch.randn(grid.params.shape, generator=generator))
+    x = torch.rand(100, 3, generator=generator)
+    index, weight = grid.corners(x)  # [P, L, 8]
+    terms = weight.unsqueeze(-1) * grid.params.detach().view(-1, grid.features)[index]  # [P, L, 8, F]
+    expected = terms[:, :, 0]
+    for corner in range(1, 8):
+        expected = expected + terms[:, :, corner]
+    expected = expected.reshape(100, grid.output_dim)
+    assert torch.equal(grid(x), expected)
+    assert torch.equal(grid(x[97:]), expected[97:])
+
+
 def test_inputs_are_clamped_and_need_no_grad():
     grid = HashGrid(2, levels=3)
     x = torch.tensor([[-0.5, 1.5], [0.0, 1.0]], requires_grad=True)
