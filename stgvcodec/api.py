@@ -163,7 +163,7 @@ def encode(
         def coded_gops():
             with VideoReader(source, **options) as reader:
                 stream = iter(reader)
-                start = None  # each GoP's fit starts from the previous GoP's decoded Gaussians
+                previous = None  # each GoP's fit starts from the previous GoP's decoded Gaussians
                 for number, (first, count) in enumerate(video.gops):
                     read = list(itertools.islice(stream, count))
                     if len(read) != count:
@@ -171,9 +171,9 @@ def encode(
                     label = f"GoP {number + 1}/{len(video.gops)}"
                     gop_fit = replace(fit, gaussians=control.gaussians(first, count))
                     coded = code_gop(
-                        np.stack(read), first, model, gop_fit, quant, target, start=start, seed=seed, quiet=quiet, label=label
+                        np.stack(read), first, model, gop_fit, quant, target, start=previous, seed=seed, quiet=quiet, label=label
                     )
-                    start, report = coded.model.gaussians, coded.report
+                    previous, report = coded.model.gaussians, coded.report
                     control.record(report.gaussians, report.bytes, report.fixed_bytes, report.psnr)
                     reports.append(report)
                     if reconstruction is not None:

@@ -107,7 +107,7 @@ def code_gop(
         quiet: no progress bars.
         label: progress bar label.
     """
-    start = time.perf_counter()
+    began = time.perf_counter()
     count, height, width = sources.shape[:3]
     clip = torch.from_numpy(sources).to(device)
     fitted = fit_gop(clip, model, fit, start=start, quiet=quiet, label=label)
@@ -117,6 +117,6 @@ def code_gop(
     report = GopReport(
         first_frame, count, len(decoded.gaussians), len(payload),
         float(np.mean([psnr(r, s) for r, s in zip(reconstruction, sources)])), ms_ssim(reconstruction, sources),
-        time.perf_counter() - start, stream_sizes(payload),
+        time.perf_counter() - began, stream_sizes(payload),
     )  # fmt: skip
     return CodedGop(payload, reconstruction, report, decoded)
