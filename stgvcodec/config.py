@@ -12,6 +12,7 @@ from typing import Literal
 
 Encoding = Literal["hash", "plane", "positional"]
 Init = Literal["keyframe", "multiframe"]
+Layout = Literal["grid", "gradients"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class FitConfig:
     """Fixed number of Gaussians; overrides `density`."""
     init: Init = "keyframe"
     """Stage 1 target: the key frame alone (KFCI) or all frames of the GoP."""
+    layout: Layout = "grid"
+    """Where a fresh initialisation puts the Gaussians: a jittered "grid" of equal ones
+    (Gaussians.from_image), or drawn 70% by the key frame's "gradients" and 30% uniformly, sized by
+    the local density (Gaussians.from_gradients). Warm starts keep the given Gaussians' places."""
     lr_gaussians: float = 7e-3
     """Adam learning rate of the Gaussians in stage 1, and at the start of stage 2."""
     lr_gaussians_final: float = 7e-4

@@ -2,7 +2,8 @@
 
     frames [T, H, W, 3], optional start Gaussians (another GoP's canonical ones)
       start: choose_start (train/warm.py): the start resized to the GoP's count, or
-             Gaussians.from_image(frame 0) when there is none or it misses the key frame (a cut)
+             Gaussians.from_image (or from_gradients: FitConfig.layout) of frame 0 when there is none
+             or it misses the key frame (a cut)
       stage 1: --Adam, L2 on frame 0 (keyframe) or all frames, init_steps (warm_init_steps
                after a warm start)--> canonical
       stage 2: GopModel(canonical, DeformationField) --Adam, L2 on all frames--> fitted GoP model
@@ -48,7 +49,7 @@ class GopFit:
     warm_psnr: float | None = None
     """PSNR (dB) of the given Gaussians, resized, on the key frame before training; None without them."""
     cold_psnr: float | None = None
-    """PSNR (dB) of a fresh initialisation on the key frame before training."""
+    """PSNR (dB) of a fresh grid initialisation on the key frame before training."""
 
 
 class _FrameSampler:
@@ -91,7 +92,7 @@ def fit_gop(
     times = torch.tensor(frame_times(count), device=frames.device)
     sampler = _FrameSampler(count, generator)
     per_step = min(fit.frames_per_step, count)
-    choice = choose_start(start, frames[0], fit.count(height, width), generator, backend)
+    choice = choose_start(start, frames[0], fit.count(height, width), generator, backend, fit.layout)
     gaussians = choice.gaussians
     init_steps = fit.warm_init_steps if choice.warm else fit.init_steps
     deform_steps = fit.warm_deform_steps if choice.warm and fit.warm_deform_steps is not None else fit.deform_steps

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..config import Layout
 from ..model import Gaussians
 from ..render import Backend, rasterize
 
@@ -41,20 +42,27 @@ class StartChoice:
     warm_psnr: float | None
     """PSNR (dB, float render) of the resized given Gaussians on the key frame; None without them."""
     cold_psnr: float
-    """PSNR (dB, float render) of the fresh initialisation on the key frame."""
+    """PSNR (dB, float render) of a fresh grid initialisation on the key frame."""
 
 
 def choose_start(
-    start: Gaussians | None, key: Tensor, count: int, generator: torch.Generator, backend: Backend = "auto"
+    start: Gaussians | None,
+    key: Tensor,
+    count: int,
+    generator: torch.Generator,
+    backend: Backend = "auto",
+    layout: Layout = "grid",
 ) -> StartChoice:
     """The Gaussians a fit of key frame `key` [H, W, 3] (float, [0, 1]) begins from.
 
-    The fresh initialisation is always drawn first, so `generator` is in the same state afterwards
-    whichever start wins.
+    The fresh initialisation (of FitConfig.layout) is always drawn first, so `generator` is in the
+    same state afterwards whichever start wins. The warm start is measured against the grid layout
+    in every case: a "gradients" layout starts lower before training (its coverage is uneven) but
+    trains faster, and the rule asks whether the given Gaussians still show this picture.
     """
-    height, width = key.shape[:2]
-    cold = Gaussians.from_image(key, count, generator)
-    cold_psnr = _psnr(cold, key, backend)
+    grid = Gaussians.from_image(key, count, generator)
+    cold = grid if layout == "grid" else Gaussians.from_gradients(key, count, generator)
+    cold_psnr = _psnr(grid, key, backend)
     if start is None:
         return StartChoice(cold, False, None, cold_psnr)
     warm = resize_gaussians(start, count, key, generator, backend)
