@@ -3,8 +3,8 @@
     checks (output is not the input and can be written, device, rate target) before any frame is read
     video --VideoReader, first pass--> frame count --split_gops--> GoPs; rate control (encoder/rate.py)
     video --VideoReader, second pass, one GoP of frames in memory at a time--> per GoP:
-        Gaussians from rate control --code_gop (encoder/pipeline.py: fit, QAT, payload, closed-loop
-        decode)--> payload --write_stgv--> .stgv (appears under its name when complete)
+        Gaussians from rate control, the previous GoP's decoded Gaussians (warm start) --code_gop
+        (encoder/pipeline.py: fit, QAT, payload, closed-loop decode)--> payload --write_stgv--> .stgv (appears under its name when complete)
 """
 
 from __future__ import annotations
@@ -177,14 +177,17 @@ def encode(
         def coded_gops():
             with VideoReader(source, **options) as reader:
                 stream = iter(reader)
+                previous = None  # each GoP's fit starts from the previous GoP's decoded Gaussians
                 for number, (first, count) in enumerate(video.gops):
                     read = list(itertools.islice(stream, count))
                     if len(read) != count:
                         raise VideoError(f"{source}: {first + len(read)} frames on a second reading, {frame_count} on the first")
                     label = f"GoP {number + 1}/{len(video.gops)}"
                     gop_fit = replace(fit, gaussians=control.gaussians(first, count))
-                    coded = code_gop(np.stack(read), first, model, gop_fit, quant, target, seed=seed, quiet=quiet, label=label)
-                    report = coded.report
+                    coded = code_gop(
+                        np.stack(read), first, model, gop_fit, quant, target, start=previous, seed=seed, quiet=quiet, label=label
+                    )
+                    previous, report = coded.model.gaussians, coded.report
                     control.record(report.gaussians, report.bytes, report.fixed_bytes, report.psnr)
                     reports.append(report)
                     if reconstruction is not None:

@@ -1,10 +1,13 @@
 """Coding one GoP: fit -> QAT -> payload -> closed-loop decode.
 
-    frames [T, H, W, 3] uint8 --fit_gop--> GopModel --finetune (QAT)--> GopRecord --encode_gop--> payload
+    frames [T, H, W, 3] uint8 (+ optional start Gaussians) --fit_gop--> GopModel
+        --finetune (QAT)--> GopRecord --encode_gop--> payload                      (quantize_gop)
     payload --decode_gop--> gop_model --render_gop--> reconstruction (what the decoder will show)
 
 The reported reconstruction is the decoder's, rebuilt from the payload's symbols, so on one
-machine and device `stgv decode` reproduces it bit for bit.
+machine and device `stgv decode` reproduces it bit for bit. The decoded model is returned too:
+its canonical Gaussians are the warm start of the next GoP, exactly as a decoder (or a resumed
+encode) rebuilds them from the file.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ..bitstream.gop import decode_gop, encode_gop, stream_sizes
 from ..config import FitConfig, ModelConfig
 from ..decode import gop_model, render_gop, tensor_sizes
 from ..metrics import ms_ssim, psnr
+from ..model import Gaussians, GopModel
 from ..quant.qat import QuantConfig, finetune
 from ..train.gop_fit import fit_gop
 
@@ -50,6 +54,28 @@ class CodedGop:
     reconstruction: np.ndarray
     """[T, H, W, 3] uint8."""
     report: GopReport
+    model: GopModel
+    """The decoder's model of the GoP, rebuilt from `payload` (dequantized, on the training device)."""
+
+
+def quantize_gop(
+    fitted: GopModel,
+    clip: torch.Tensor,
+    model: ModelConfig,
+    quant: QuantConfig,
+    device: torch.device,
+    *,
+    seed: int = 0,
+    quiet: bool = False,
+    label: str = "GoP QAT",
+) -> tuple[bytes, GopModel]:
+    """QAT-finetunes a fitted model on `clip` [T, H, W, 3] uint8 (changing `fitted`), codes it, and
+    returns the payload and the model the decoder rebuilds from it."""
+    gaussians = fitted.gaussians.means.shape[0]
+    quant = replace(quant, codebook_size=min(quant.codebook_size, gaussians))
+    record = finetune(fitted, clip.float() / 255.0, quant, seed=seed, quiet=quiet, label=label)
+    payload = encode_gop(record)
+    return payload, gop_model(decode_gop(payload, tensor_sizes(model)), model, device)
 
 
 def code_gop(
@@ -60,6 +86,7 @@ def code_gop(
     quant: QuantConfig,
     device: torch.device,
     *,
+    start: Gaussians | None = None,
     seed: int = 0,
     quiet: bool = False,
     label: str = "GoP",
@@ -74,23 +101,22 @@ def code_gop(
         quant: quantization settings; the colour codebooks never hold more colours than there are
             Gaussians (k-means cannot initialise more centres than points).
         device: where training and the closed-loop render run.
+        start: Gaussians the fit begins from (fit_gop's warm start), typically the previous GoP's
+            `CodedGop.model.gaussians`; None codes the GoP on its own.
         seed: seed of QAT's random choices.
         quiet: no progress bars.
         label: progress bar label.
     """
-    start = time.perf_counter()
+    began = time.perf_counter()
     count, height, width = sources.shape[:3]
     clip = torch.from_numpy(sources).to(device)
-    fitted = fit_gop(clip, model, fit, quiet=quiet, label=label)
-    gaussians = fitted.model.gaussians.means.shape[0]
-    quant = replace(quant, codebook_size=min(quant.codebook_size, gaussians))
-    record = finetune(fitted.model, clip.float() / 255.0, quant, seed=seed, quiet=quiet, label=f"{label} QAT")
-    payload = encode_gop(record)
-    decoded = decode_gop(payload, tensor_sizes(model))
-    reconstruction = render_gop(gop_model(decoded, model, device), count, height, width)
+    fitted = fit_gop(clip, model, fit, start=start, quiet=quiet, label=label)
+    qat_label = f"{label} QAT"
+    payload, decoded = quantize_gop(fitted.model, clip, model, quant, device, seed=seed, quiet=quiet, label=qat_label)
+    reconstruction = render_gop(decoded, count, height, width)
     report = GopReport(
-        first_frame, count, decoded.means.shape[0], len(payload),
+        first_frame, count, len(decoded.gaussians), len(payload),
         float(np.mean([psnr(r, s) for r, s in zip(reconstruction, sources)])), ms_ssim(reconstruction, sources),
-        time.perf_counter() - start, stream_sizes(payload),
+        time.perf_counter() - began, stream_sizes(payload),
     )  # fmt: skip
-    return CodedGop(payload, reconstruction, report)
+    return CodedGop(payload, reconstruction, report, decoded)

@@ -37,7 +37,10 @@ class QuantConfig:
     network_bits: int = TENSOR_BITS
     """Precision P of the hash-table and MLP symbols (2..8)."""
     lr_gaussians: float = 1e-3
-    """Learning rate of positions, Cholesky factors and colours during fine-tuning."""
+    """Initial learning rate of positions, Cholesky factors and colours during fine-tuning."""
+    lr_gaussians_final: float = 1e-4
+    """Their learning rate at the last step, reached by exponential decay, so the fine-tuning ends
+    settled rather than on one frame's last update."""
     lr_network: float = 1.6e-5
     """Learning rate of encodings and MLP during fine-tuning (the end of the deformation schedule)."""
     lr_quantizer: float = 1e-3
@@ -110,6 +113,7 @@ def finetune(
         ]
     )
     queue: list[int] = []
+    decay = (config.lr_gaussians_final / config.lr_gaussians) ** (1.0 / max(config.steps, 1))
     bar = tqdm(range(config.steps), desc=label, unit="step", disable=quiet, leave=False)
     for step in bar:
         if not queue:
@@ -120,6 +124,7 @@ def finetune(
         optimizer.zero_grad(set_to_none=True)
         (mse + commitment).backward()
         optimizer.step()
+        optimizer.param_groups[0]["lr"] *= decay
         with torch.no_grad():  # a scale must stay positive
             quantized.cholesky.gamma.clamp_(min=1e-6)
         if step % 100 == 0:

@@ -1,12 +1,16 @@
 """Fitting one GoP: key-frame (or multi-frame) initialisation, then joint deformation training.
 
-    frames [T, H, W, 3]
-      stage 1: Gaussians.from_image(frame 0) --Adam, L2 on frame 0 (keyframe) or all frames--> canonical
+    frames [T, H, W, 3], optional start Gaussians (another GoP's canonical ones)
+      start: choose_start (train/warm.py): the start resized to the GoP's count, or
+             Gaussians.from_image (or from_gradients: FitConfig.layout) of frame 0 when there is none
+             or it misses the key frame (a cut)
+      stage 1: --Adam, L2 on frame 0 (keyframe) or all frames, init_steps (warm_init_steps
+               after a warm start)--> canonical
       stage 2: GopModel(canonical, DeformationField) --Adam, L2 on all frames--> fitted GoP model
 
 Frames are drawn from shuffled epochs, so every frame is seen equally often. Gaussians train at
-`lr_gaussians` throughout; encodings and MLP decay exponentially from `lr_network` to
-`lr_network_final` over stage 2.
+`lr_gaussians` in stage 1 and decay exponentially from it to `lr_gaussians_final` over stage 2;
+encodings and MLP decay from `lr_network` to `lr_network_final`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from ..decode import render_gop
 from ..metrics import ms_ssim, psnr, to_uint8
 from ..model import Gaussians, GopModel, frame_times
 from ..render import Backend
+from .warm import choose_start
 
 
 @dataclass
@@ -39,6 +44,12 @@ class GopFit:
     seconds: float
     steps: int
     frame_psnr: list[float] = field(default_factory=list)
+    warm: bool = False
+    """True when stage 1 started from the given Gaussians, False for a fresh initialisation."""
+    warm_psnr: float | None = None
+    """PSNR (dB) of the given Gaussians, resized, on the key frame before training; None without them."""
+    cold_psnr: float | None = None
+    """PSNR (dB) of a fresh grid initialisation on the key frame before training."""
 
 
 class _FrameSampler:
@@ -59,12 +70,20 @@ def fit_gop(
     model_config: ModelConfig,
     fit: FitConfig,
     *,
+    start: Gaussians | None = None,
     backend: Backend = "auto",
     quiet: bool = False,
     label: str = "GoP",
 ) -> GopFit:
-    """Fits a GoP model to `frames` [T, H, W, 3] uint8 or float in [0, 1] (on the training device)."""
-    start = time.perf_counter()
+    """Fits a GoP model to `frames` [T, H, W, 3] uint8 or float in [0, 1] (on the training device).
+
+    Args:
+        start: Gaussians to begin stage 1 from (a warm start), typically the previous GoP's
+            canonical Gaussians as decoded; resized to `fit.count(...)`, and ignored when they
+            reproduce the key frame no better than a fresh initialisation (train/warm.py). None:
+            a fresh initialisation; the fit then depends on `frames` and `fit` alone.
+    """
+    began = time.perf_counter()
     torch.manual_seed(fit.seed)
     generator = torch.Generator().manual_seed(fit.seed)
     if frames.dtype == torch.uint8:
@@ -73,11 +92,14 @@ def fit_gop(
     times = torch.tensor(frame_times(count), device=frames.device)
     sampler = _FrameSampler(count, generator)
     per_step = min(fit.frames_per_step, count)
-    bar = tqdm(total=fit.init_steps + fit.deform_steps, desc=label, unit="step", disable=quiet, leave=False)
+    choice = choose_start(start, frames[0], fit.count(height, width), generator, backend, fit.layout)
+    gaussians = choice.gaussians
+    init_steps = fit.warm_init_steps if choice.warm else fit.init_steps
+    deform_steps = fit.warm_deform_steps if choice.warm and fit.warm_deform_steps is not None else fit.deform_steps
+    bar = tqdm(total=init_steps + deform_steps, desc=label, unit="step", disable=quiet, leave=False)
 
-    gaussians = Gaussians.from_image(frames[0], fit.count(height, width), generator)
     optimizer = torch.optim.Adam(gaussians.parameters(), lr=fit.lr_gaussians)
-    for _ in range(fit.init_steps):
+    for _ in range(init_steps):
         index = [0] if fit.init == "keyframe" else sampler.draw(per_step)
         loss = torch.mean((gaussians.render(height, width, backend)[None] - frames[index]) ** 2)
         _step(optimizer, loss, bar, "init")
@@ -94,12 +116,14 @@ def fit_gop(
             {"params": model.deformation.parameters(), "lr": fit.lr_network},
         ]
     )
-    decay = (fit.lr_network_final / fit.lr_network) ** (1.0 / max(fit.deform_steps, 1))
-    for _ in range(fit.deform_steps):
+    decays = [(final / initial) ** (1.0 / max(deform_steps, 1)) for initial, final in (
+        (fit.lr_gaussians, fit.lr_gaussians_final), (fit.lr_network, fit.lr_network_final))]  # fmt: skip
+    for _ in range(deform_steps):
         index = sampler.draw(per_step)
         loss = torch.mean((model.render(times[index], height, width, backend) - frames[index]) ** 2)
         _step(optimizer, loss, bar, "deform")
-        optimizer.param_groups[1]["lr"] *= decay
+        for group, decay in zip(optimizer.param_groups, decays):
+            group["lr"] *= decay
     bar.close()
 
     decoded = render_gop(model, count, height, width, backend)
@@ -109,9 +133,12 @@ def fit_gop(
         psnr=sum(frame_psnr) / count,
         ms_ssim=ms_ssim(decoded, sources),
         static_psnr=static_psnr,
-        seconds=time.perf_counter() - start,
-        steps=fit.init_steps + fit.deform_steps,
+        seconds=time.perf_counter() - began,
+        steps=init_steps + deform_steps,
         frame_psnr=frame_psnr,
+        warm=choice.warm,
+        warm_psnr=choice.warm_psnr,
+        cold_psnr=choice.cold_psnr,
     )
 
 
