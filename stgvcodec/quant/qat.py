@@ -40,7 +40,8 @@ class QuantConfig:
     """Initial learning rate of positions, Cholesky factors and colours during fine-tuning."""
     lr_gaussians_final: float = 1e-4
     """Their learning rate at the last step, reached by exponential decay, so the fine-tuning ends
-    settled rather than on one frame's last update."""
+    settled rather than on one frame's last update. A small gain: 26.306 dB against 26.293 dB at a
+    constant 1e-3 (Bunny 320x160 GoP 1, 500 + 1,500 fit steps, 1,000 QAT steps, decoded)."""
     lr_network: float = 1.6e-5
     """Learning rate of encodings and MLP during fine-tuning (the end of the deformation schedule)."""
     lr_quantizer: float = 1e-3

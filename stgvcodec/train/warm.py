@@ -134,5 +134,8 @@ def _psnr(gaussians: Gaussians, image: Tensor, backend: Backend) -> float:
     """PSNR in dB of the float render, clamped to [0, 1], against `image`."""
     with torch.no_grad():
         rendered = gaussians.render(image.shape[0], image.shape[1], backend).clamp(0.0, 1.0)
-    mse = torch.mean((rendered - image) ** 2).item()
+    # float64: a float32 mean's rounding follows torch's thread count (seen in the 8th digit of the
+    # PSNR); in float64 the warm/cold choice could differ between thread counts only on a margin
+    # met to about 1e-12 dB, and encodes stay byte-identical across thread counts.
+    mse = torch.mean((rendered.double() - image.double()) ** 2).item()
     return math.inf if mse == 0 else -10.0 * math.log10(mse)
