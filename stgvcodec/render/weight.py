@@ -18,12 +18,15 @@ below 3e-6 of exp(-s) on [0, ln 255] (the float32 roundings, doubled by each squ
 full scale is 0.001 of an 8-bit step), and w(0) = 0.99999905.
 
 Why not the float32 exp of a maths library: no two libraries agree in every last bit, so no
-text could fix one; and a library exp costs the CPU renderer 2x (libm expf, which is not
-correctly rounded either) to 2.7x (binary64 exp rounded to float32) of the polynomial's forward
+text could fix one; and a library exp costs the CPU renderer 1.8x (libm expf, which is not
+correctly rounded either) to 2.4x (binary64 exp rounded to float32) of the polynomial's forward
 time, because a call keeps the per-row loops from vectorising. Measured with variants of the CPU
 forward kernel on one 1280x720 frame of 40K Gaussians (stgvcodec.render.synthetic, 2-core x86-64
-machine, CPU time): 79 ms with the polynomial and FMA contraction, 89 ms without contraction
-(the normative form), 161 ms with expf, 216 ms with binary64 exp.
+machine under load, CPU time): 79 ms with the polynomial and FMA contraction, 89 ms without
+contraction, 161 ms with expf, 216 ms with binary64 exp. The whole kernel compiled without
+fast-math (which the normative sum needs: numba hands a caller's fast-math flags to the functions
+it calls) cost more, on the idle machine in tools/bench_render.py: 75 ms per frame in a batch of
+10 against 58 ms for the earlier fast-math kernel (+30%), 22 against 16 ms at 640x360 and 20K.
 """
 
 from __future__ import annotations
