@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..config import Layout
 from ..model import Gaussians
-from ..render import Backend, rasterize
+from ..render import Backend, rasterize_sum
 
 COLD_MARGIN_DB = 1.0
 """How much better than a fresh initialisation the previous GoP's Gaussians must reproduce the new
@@ -112,28 +112,17 @@ def resize_gaussians(
     new_colours = residual.cpu()[rows, cols]
     device = image.device
     new = Gaussians(new_means.to(device), new_cholesky.to(device), new_colours.to(device))
-    shape = _sum(new, height, width, backend)
+    shape = rasterize_sum(new.means, new.cholesky, new.colors, height, width, backend)
     scale = (residual * shape).sum() / (shape * shape).sum().clamp(min=1e-12)
     return Gaussians(
         torch.cat((means, new.means)), torch.cat((cholesky, new.cholesky)), torch.cat((colours, new.colors * scale))
     )
 
 
-def _sum(gaussians: Gaussians, height: int, width: int, backend: Backend) -> Tensor:
-    """[H, W, 3] the renderer's sum before its clamp to [0, 1]: the sums of the positive and of the
-    negative colours, each scaled into [0, 1] (every weight is at most 1) and back."""
-    colours = gaussians.colors
-    bound = max(1.0, colours.abs().sum(0).max().item())
-    parts = []
-    for part in (colours.clamp(min=0.0), (-colours).clamp(min=0.0)):
-        parts.append(rasterize(gaussians.means, gaussians.cholesky, part / bound, height, width, backend) * bound)
-    return parts[0] - parts[1]
-
-
 def _psnr(gaussians: Gaussians, image: Tensor, backend: Backend) -> float:
     """PSNR in dB of the float render, clamped to [0, 1], against `image`."""
     with torch.no_grad():
-        rendered = gaussians.render(image.shape[0], image.shape[1], backend).clamp(0.0, 1.0)
+        rendered = gaussians.render(image.shape[0], image.shape[1], backend)  # rasterize clamps to [0, 1]
     # float64: a float32 mean's rounding follows torch's thread count (seen in the 8th digit of the
     # PSNR); in float64 the warm/cold choice could differ between thread counts only on a margin
     # met to about 1e-12 dB, and encodes stay byte-identical across thread counts.
