@@ -3,8 +3,9 @@
     checks (output is not the input and can be written, device, rate target) before any frame is read
     video --VideoReader, first pass--> frame count --split_gops--> GoPs; rate control (encoder/rate.py)
     video --VideoReader, second pass, one GoP of frames in memory at a time--> per GoP:
-        Gaussians from rate control, the previous GoP's decoded Gaussians (warm start) --code_gop
-        (encoder/pipeline.py: fit, QAT, payload, closed-loop decode)--> payload --write_stgv--> .stgv (appears under its name when complete)
+        Gaussians from rate control, key or predicted (encoder/plan.py: --keyint), the previous
+        GoP's decoded model (warm start and reference) --code_gop (encoder/pipeline.py: fit, QAT,
+        payload, closed-loop decode)--> payload --write_stgv--> .stgv (appears under its name when complete)
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from typing import get_args
 import numpy as np
 import torch
 
-from .bitstream import FileHeader, write_stgv
+from .bitstream import Chunk, FileHeader, write_stgv
 from .bitstream.model_config import CONFIG_BYTES, pack_model_config, unpack_model_config
 from .config import Encoding, FitConfig, Init, ModelConfig, preset
 from .decode import DecodeSummary, decode, default_device
 from .encoder.pipeline import GopReport, code_gop
+from .encoder.plan import DEFAULT_KEYINT, KeyPlan
 from .encoder.rate import (
     DEFAULT_QUALITY,
     MAX_BPP,
@@ -82,6 +84,7 @@ def encode(
     quality: float | None = None,
     preset_name: str = "fast",
     gop_size: int = 10,
+    keyint: int = DEFAULT_KEYINT,
     device: str | None = None,
     seed: int = 0,
     quant: QuantConfig | None = None,
@@ -109,6 +112,10 @@ def encode(
             and `quality`; with none, `quality` is DEFAULT_QUALITY.
         preset_name: training preset (fast, medium, paper).
         gop_size: frames per GoP.
+        keyint: the most frames from one key GoP's first frame to the next's: a GoP that would
+            start later is a key GoP (encoder/plan.py). 1 makes every GoP a key GoP (no
+            prediction). GoPs between key GoPs are predicted from the GoP before them where the
+            previous Gaussians still fit the new key frame, and key GoPs where they do not (a cut).
         device: torch device; CUDA when present, else CPU.
         seed: seed of every random choice.
         quant: quantization settings (default QuantConfig()).
@@ -135,7 +142,7 @@ def encode(
     with contextlib.ExitStack() as stack:
         start = time.perf_counter()
         warn = warn or (lambda text: warnings.warn(text, stacklevel=3))
-        _check_options(bpp, gaussians, quality, gop_size)
+        _check_options(bpp, gaussians, quality, gop_size, keyint)
         _check_variant(encoding, init)
         if bpp is None and gaussians is None and quality is None and (fit is None or fit.gaussians is None):
             quality = DEFAULT_QUALITY
@@ -161,9 +168,10 @@ def encode(
         network = model or ModelConfig()
         network = replace(network, encoding=encoding or network.encoding)
         default = Rung(network, quant.network_bits, quant.rvq_stages, quant.codebook_size)
+        plan = KeyPlan(video.gops, keyint)
         rung, control = rate_plan(
             video, bpp=bpp, quality=quality, first_count=fit.count(height, width), default=default,
-            model=network if model is not None else None,
+            model=network if model is not None else None, keys=plan.forced_keys(),
         )  # fmt: skip
         quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
         model = unpack_model_config(pack_model_config(rung.model))  # exactly what the decoder will read
@@ -177,24 +185,29 @@ def encode(
         def coded_gops():
             with VideoReader(source, **options) as reader:
                 stream = iter(reader)
-                previous = None  # each GoP's fit starts from the previous GoP's decoded Gaussians
+                previous = None  # each GoP's fit starts from the previous GoP's decoded model
                 for number, (first, count) in enumerate(video.gops):
                     read = list(itertools.islice(stream, count))
                     if len(read) != count:
                         raise VideoError(f"{source}: {first + len(read)} frames on a second reading, {frame_count} on the first")
                     label = f"GoP {number + 1}/{len(video.gops)}"
-                    gop_fit = replace(fit, gaussians=control.gaussians(first, count))
+                    predict = plan.may_predict(number) and previous is not None
+                    reference = len(previous.gaussians) if predict else None
+                    gop_fit = replace(fit, gaussians=control.gaussians(first, count, reference=reference))
                     coded = code_gop(
-                        np.stack(read), first, model, gop_fit, quant, target, start=previous, seed=seed, quiet=quiet, label=label
-                    )
-                    previous, report = coded.model.gaussians, coded.report
-                    control.record(report.gaussians, report.bytes, report.fixed_bytes, report.psnr)
+                        np.stack(read), first, model, gop_fit, quant, target,
+                        reference=previous, predict=predict, seed=seed, quiet=quiet, label=label,
+                    )  # fmt: skip
+                    previous, report = coded.model, coded.report
+                    plan.record(number, report.predicted)
+                    control.record(report.gaussians, report.bytes, report.fixed_bytes, report.psnr, report=report)
                     reports.append(report)
                     if reconstruction is not None:
                         reconstruction.append(coded.reconstruction)
                     if log is not None:
-                        log(f"{label}: {report.gaussians} Gaussians, {report.bytes} bytes, PSNR {report.psnr:.2f} dB, {report.seconds:.1f} s")
-                    yield coded.payload
+                        kind = f"predicted ({report.copied} copied, {report.kept - report.copied} updated, {report.gaussians - report.kept} new)" if report.predicted else "key"
+                        log(f"{label}: {kind}, {report.gaussians} Gaussians, {report.bytes} bytes, PSNR {report.psnr:.2f} dB, {report.seconds:.1f} s")
+                    yield Chunk(coded.payload, report.predicted)
 
         write_stgv(output, header, coded_gops())
         size = Path(output).stat().st_size
@@ -222,8 +235,8 @@ def encode(
         return summary
 
 
-def _check_options(bpp: float | None, gaussians: int | None, quality: float | None, gop_size: int) -> None:
-    """Raises ValueError, in one line, for a target or GoP size outside what encode() takes."""
+def _check_options(bpp: float | None, gaussians: int | None, quality: float | None, gop_size: int, keyint: int) -> None:
+    """Raises ValueError, in one line, for a target, GoP size or key interval outside what encode() takes."""
     if sum(v is not None for v in (bpp, gaussians, quality)) > 1:
         raise ValueError("give one of --bpp, --gaussians and --quality, not several")
     if bpp is not None and not MIN_BPP <= bpp <= MAX_BPP:
@@ -234,6 +247,8 @@ def _check_options(bpp: float | None, gaussians: int | None, quality: float | No
         raise ValueError(f"--gaussians {gaussians} must be at least 1")
     if gop_size < 1 or gop_size > 1000:
         raise ValueError(f"--gop {gop_size} outside 1..1000")
+    if keyint < 1:
+        raise ValueError(f"--keyint {keyint} must be at least 1 frame")
 
 
 def _check_variant(encoding: str | None, init: str | None) -> None:

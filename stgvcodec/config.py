@@ -99,6 +99,9 @@ class FitConfig:
     they are already fitted to a nearby frame and only need to follow the new key frame."""
     warm_deform_steps: int | None = None
     """Stage 2 steps after a warm start; None: `deform_steps`."""
+    anchor_strength: float = 0.5
+    """How hard a predicted GoP's fit pulls the Gaussians it kept from the previous GoP back to
+    their reference values, per step, in units of the learning rate (train/anchor.py); 0: free."""
     frames_per_step: int = 1
     """Frames rendered per stage 2 step; frames are drawn from shuffled epochs so all are seen equally."""
     seed: int = 0

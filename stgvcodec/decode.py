@@ -1,7 +1,13 @@
 """The standalone decoder: .stgv -> frames. Imports torch, numpy, constriction and av only.
 
-    StgvReader --chunk k--> decode_gop --> GopRecord --gop_model--> GopModel --gop_batches--> deformed
-        Gaussians and the renderer's sums --clamp, round (gop_frames)--> uint8 frames --VideoWriter--> output
+    StgvReader --chunk k--> decode_gop --> GopRecord --canonical_gaussians (a predicted GoP: with the
+        previous GoP's canonical Gaussians as reference)--> gop_model --> GopModel --gop_batches-->
+        deformed Gaussians and the renderer's sums --clamp, round (gop_frames)--> uint8 frames
+        --VideoWriter--> output
+
+A predicted GoP needs the canonical Gaussians of the GoP before it, so decoding frames from the
+middle of a file starts at the key GoP before them; the GoPs in between are parsed and
+dequantized, not rendered.
 
 GoPs are decoded one at a time and their frames streamed to the output, so memory stays
 bounded whatever the video's length. The encoder reports its reconstruction through the same
@@ -28,6 +34,7 @@ from .memory import POINT_CHUNK, check_memory, render_batch
 from .metrics import to_uint8
 from .model import DeformationField, Gaussians, GopModel
 from .quant.colours import dequantize_colours
+from .quant.prediction import predict_gaussians
 from .quant.quantizers import dequantize_cholesky, dequantize_tensor
 from .render import Backend, clamp_image, rasterize_sum
 
@@ -57,8 +64,17 @@ CHUNK_LENGTH_BYTES = 4
 """A chunk record starts with its payload length (u32), then the payload (bitstream_spec.md)."""
 
 
-def read_gop(reader: StgvReader, index: int, sizes: list[int]) -> GopRecord:
-    """Reads and parses GoP `index` of an open file.
+Canonical = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""A GoP's canonical Gaussians as the decoder computes them: float32 means [N, 2], Cholesky factors
+[N, 3] and colours [N, 3], in render order; the reference of a predicted GoP after it."""
+
+
+def read_gop(reader: StgvReader, index: int, sizes: list[int], reference: Canonical | None = None) -> tuple[GopRecord, Canonical]:
+    """Reads and parses GoP `index` of an open file, and computes its canonical Gaussians.
+
+    Args:
+        reference: the canonical Gaussians of GoP index - 1; needed when the index marks GoP
+            `index` as predicted, ignored otherwise.
 
     Raises:
         BitstreamError: for a damaged chunk or a malformed payload; the message names the GoP
@@ -66,19 +82,56 @@ def read_gop(reader: StgvReader, index: int, sizes: list[int]) -> GopRecord:
     """
     payload = reader.read_chunk(index)  # its errors name the GoP already
     entry = reader.gops[index]
+    if entry.predicted and reference is None:
+        raise BitstreamError(f"{entry.label}: predicted from GoP {index - 1}, which was not decoded first")
     try:
-        return decode_gop(payload, sizes, base=entry.offset + CHUNK_LENGTH_BYTES)
+        record = decode_gop(
+            payload, sizes, base=entry.offset + CHUNK_LENGTH_BYTES, reference=len(reference[0]) if entry.predicted else None
+        )
+        return record, canonical_gaussians(record, reference)
     except BitstreamError as error:
         raise BitstreamError(f"{entry.label}: {error}") from None
 
 
-def gop_model(record: GopRecord, config: ModelConfig, device: torch.device) -> GopModel:
-    """Builds the GoP model a record describes, with dequantized float32 parameters."""
+def canonical_gaussians(record: GopRecord, reference: Canonical | None = None) -> Canonical:
+    """The canonical Gaussians a record describes (bitstream_spec.md, sections 8.2 and 8.3).
+
+    Args:
+        reference: the previous GoP's canonical Gaussians, for a predicted record.
+
+    Raises:
+        BitstreamError: for a predicted record without a reference or whose residuals take a value
+            out of range.
+    """
+    means = record.means.astype(np.float32)
     cholesky = dequantize_cholesky(record.cholesky_symbols, record.cholesky_gamma, record.cholesky_beta)
     colours = dequantize_colours(record.colour_indices, record.codebooks)
-    gaussians = Gaussians(
-        torch.from_numpy(record.means.astype(np.float32)), torch.from_numpy(cholesky), torch.from_numpy(colours)
-    )
+    if record.prediction is None:
+        return means, cholesky, colours
+    if reference is None:
+        raise BitstreamError("a predicted GoP needs the previous GoP's Gaussians")
+    try:
+        kept = predict_gaussians(record.prediction, reference)
+    except ValueError as error:
+        raise BitstreamError(f"GoP payload: {error}") from None
+    return tuple(np.concatenate((old, new)) for old, new in zip(kept, (means, cholesky, colours)))
+
+
+def canonical_of(model: GopModel) -> Canonical:
+    """A decoded model's canonical Gaussians as numpy (the reference of the GoP after it)."""
+    g = model.gaussians
+    return tuple(p.detach().cpu().numpy().astype(np.float32) for p in (g.means, g.cholesky, g.colors))
+
+
+def gop_model(record: GopRecord, config: ModelConfig, device: torch.device, canonical: Canonical | None = None) -> GopModel:
+    """Builds the GoP model a record describes, with dequantized float32 parameters.
+
+    Args:
+        canonical: its canonical Gaussians from canonical_gaussians(); computed here when None
+            (a key GoP's record only).
+    """
+    means, cholesky, colours = canonical if canonical is not None else canonical_gaussians(record)
+    gaussians = Gaussians(torch.from_numpy(means), torch.from_numpy(cholesky), torch.from_numpy(colours))
     model = GopModel(gaussians, config)
     with torch.no_grad():
         parameters = list(model.deformation.named_parameters())
@@ -208,15 +261,18 @@ def decode(
         if not 0 <= first <= last < header.frame_count:
             raise ValueError(f"--frames {first}-{last} outside 0-{header.frame_count - 1}")
         check_memory(header.width, header.height, 0, config, f"{header.width}x{header.height} frames")
-        written = 0
+        wanted_gops = [k for k, e in enumerate(reader.gops) if e.first_frame <= last and e.first_frame + e.frame_count > first]
+        written, reference = 0, None
         with VideoWriter(output, header.width, header.height, header.fps, crf=crf) as writer:
-            for index, entry in enumerate(reader.gops):
+            for index in range(reader.key_gop(wanted_gops[0]), wanted_gops[-1] + 1):
+                entry = reader.gops[index]
+                record, canonical = _read_for_dependants(reader, index, sizes, reference)
+                reference = canonical
+                if index < wanted_gops[0]:
+                    continue  # a reference of the GoPs wanted: its Gaussians only
                 gop_first, gop_last = entry.first_frame, entry.first_frame + entry.frame_count - 1
-                if gop_last < first or gop_first > last:
-                    continue
-                record = read_gop(reader, index, sizes)
-                check_memory(header.width, header.height, record.means.shape[0], config, entry.label)
-                model = gop_model(record, config, target)
+                check_memory(header.width, header.height, len(canonical[0]), config, entry.label)
+                model = gop_model(record, config, target, canonical)
                 wanted = range(max(first, gop_first) - gop_first, min(last, gop_last) + 1 - gop_first)
                 for _, frame in gop_frames(model, entry.frame_count, header.height, header.width, frames=wanted):
                     writer.write(frame)
@@ -224,4 +280,24 @@ def decode(
                     if progress is not None:
                         progress(written, last - first + 1)
     return DecodeSummary(written, header.width, header.height, time.perf_counter() - start, str(target))
+
+
+def _read_for_dependants(reader: StgvReader, index: int, sizes: list[int], reference: Canonical | None) -> tuple[GopRecord, Canonical]:
+    """read_gop, with an error that also names the GoPs predicted from a damaged one, and where
+    decoding can start again (the next key GoP)."""
+    try:
+        return read_gop(reader, index, sizes, reference)
+    except BitstreamError as error:
+        after = reader.dependants(index)
+        if not after:
+            raise
+        gops = reader.gops
+        span = f"GoP {after[0]}" if len(after) == 1 else f"GoPs {after[0]}-{after[-1]}"
+        frames = f"frames {gops[after[0]].first_frame}-{gops[after[-1]].first_frame + gops[after[-1]].frame_count - 1}"
+        restart = after[-1] + 1
+        again = (
+            f"; decoding can start again at frame {gops[restart].first_frame} (GoP {restart}, a key GoP)"
+            if restart < len(gops) else ""
+        )
+        raise BitstreamError(f"{error}; {span} ({frames}) depend on it and cannot be decoded{again}") from None
 

@@ -2,6 +2,12 @@
 
     GopRecord --sort Gaussians by position--> streams --pack_streams--> payload bytes
 
+A key GoP's record holds all its Gaussians. A predicted GoP's record (record.prediction set) holds
+what changed against its reference, the previous GoP's decoded Gaussians: a class per reference
+Gaussian (dropped, copied, updated), the residual symbols of the updated ones and their steps;
+its Gaussian fields (means, Cholesky and colour symbols) then hold only the new Gaussians, coded
+as a key GoP codes all of its own (bitstream_spec.md, section 8.3).
+
 Positions: Gaussians are ordered by (x, y) through an order-preserving map of their float16 bit
 patterns to integers (key), so the x keys ascend: the stream holds the first x key, the
 differences of the following ones (small numbers), and each y key split into a high and a low
@@ -47,9 +53,10 @@ def network_levels(bits: int) -> int:
 
 
 class Stream(IntEnum):
-    """Stream ids of a GoP payload, in the order they appear. Colour stage k has id COLOUR + k.
-    HASH holds the symbols of the encoding's tensors (hash tables, or feature planes) one after
-    another, MLP those of the MLP_TENSORS tensors of the MLP."""
+    """Stream ids of a GoP payload. Colour stage k has id COLOUR + k. HASH holds the symbols of
+    the encoding's tensors (hash tables, or feature planes) one after another, MLP those of the
+    MLP_TENSORS tensors of the MLP. A predicted GoP has PREDICTION, KEEP and the 8 RESIDUAL + a
+    streams after PARAMS (expected_ids gives the order)."""
 
     PARAMS = 1
     POSITION_X = 2
@@ -59,8 +66,43 @@ class Stream(IntEnum):
     CHOLESKY_L2 = 6
     CHOLESKY_L3 = 7
     COLOUR = 16
+    PREDICTION = 32
+    KEEP = 33
+    RESIDUAL = 34
     HASH = 64
     MLP = 65
+
+
+class Keep(IntEnum):
+    """What a predicted GoP does with each Gaussian of its reference (KEEP symbols)."""
+
+    DROPPED = 0
+    COPIED = 1
+    """Kept with its reference values."""
+    UPDATED = 2
+    """Kept with residuals added to its reference values."""
+
+
+RESIDUAL_ATTRIBUTES = ("x", "y", "l1", "l2", "l3", "r", "g", "b")
+"""The values a residual changes, in RESIDUAL stream order: position (NDC), Cholesky factor
+(pixels), colour."""
+MAX_RESIDUAL = 1 << 24
+"""Largest magnitude of a residual symbol."""
+MAX_PREDICTED = float(1 << 24)
+"""Largest magnitude of a value of an updated Gaussian (position, Cholesky factor or colour)."""
+_PREDICTION = struct.Struct("<I8f")  # reference Gaussians, then one step per residual attribute
+
+
+@dataclass
+class Prediction:
+    """What a predicted GoP codes against its reference (the previous GoP's decoded Gaussians)."""
+
+    keep: np.ndarray
+    """[N_ref] int32 Keep value of each reference Gaussian, in reference order."""
+    steps: np.ndarray
+    """[8] float32 step of each residual attribute (RESIDUAL_ATTRIBUTES), positive."""
+    residuals: np.ndarray
+    """[U, 8] int32, one row per UPDATED reference Gaussian, in reference order."""
 
 
 @dataclass
@@ -86,6 +128,9 @@ class GopRecord:
     """Per network tensor, its float32 step."""
     network_bits: int = 8
     """Precision P of the network symbols."""
+    prediction: Prediction | None = None
+    """None for a key GoP. For a predicted GoP, the changes against the reference; the fields
+    above then describe the new Gaussians only (decoded after the kept ones)."""
 
     def sorted(self) -> GopRecord:
         """The same record with Gaussians in stream order (ascending x key, then y key)."""
@@ -101,6 +146,7 @@ class GopRecord:
             self.tensor_symbols,
             self.tensor_scales,
             self.network_bits,
+            self.prediction,
         )
 
 
@@ -132,8 +178,10 @@ def encode_gop(record: GopRecord) -> bytes:
             np.asarray(record.tensor_scales, dtype="<f4").tobytes(),
         )
     )
-    streams = [
-        (Stream.PARAMS, params),
+    streams = [(Stream.PARAMS, params)]
+    if record.prediction is not None:
+        streams += _prediction_streams(record.prediction)
+    streams += [
         (Stream.POSITION_X, encode_symbols(np.diff(keys[:, 0]))),
         (Stream.POSITION_Y_HIGH, encode_symbols(keys[:, 1] >> 8)),
         (Stream.POSITION_Y_LOW, encode_symbols(keys[:, 1] & 0xFF)),
@@ -146,7 +194,17 @@ def encode_gop(record: GopRecord) -> bytes:
     return pack_streams([(int(k), v) for k, v in streams])
 
 
-def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int], *, base: int = 0) -> GopRecord:
+def _prediction_streams(prediction: Prediction) -> list[tuple[int, bytes]]:
+    """PREDICTION, KEEP and the RESIDUAL streams of a predicted GoP."""
+    residuals = np.asarray(prediction.residuals, np.int32).reshape(-1, len(RESIDUAL_ATTRIBUTES))
+    head = _PREDICTION.pack(len(prediction.keep), *np.asarray(prediction.steps, np.float32).tolist())
+    streams = [(Stream.PREDICTION, head), (Stream.KEEP, encode_symbols(np.asarray(prediction.keep)))]
+    return streams + [(Stream.RESIDUAL + k, encode_symbols(residuals[:, k])) for k in range(residuals.shape[1])]
+
+
+def decode_gop(
+    payload: bytes | memoryview, tensor_sizes: list[int], *, base: int = 0, reference: int | None = None
+) -> GopRecord:
     """Parses a GoP payload.
 
     Args:
@@ -155,6 +213,8 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int], *, base: in
             model configuration).
         base: where the payload starts in the file; error messages give byte offsets from the
             start of the file (from the start of the payload when 0).
+        reference: None for a key GoP; for a predicted GoP (the GoP index says which), the
+            Gaussian count of its reference, the previous GoP as decoded.
 
     Raises:
         BitstreamError: on any malformed, missing or out-of-range field, naming the stream and
@@ -165,7 +225,7 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int], *, base: in
     except BitstreamError as error:
         raise BitstreamError(_shift_offsets(str(error).replace(" of the payload", ""), base)) from None
     starts = _stream_starts(streams, base)
-    expected_ids = _expected_ids(streams, tensor_sizes)
+    expected_ids = _expected_ids(streams, tensor_sizes, reference is not None)
     ids = [stream_id for stream_id, _ in streams]
     if ids != expected_ids:
         raise BitstreamError(f"GoP payload: stream ids {ids} differ from the expected {expected_ids}")
@@ -184,6 +244,7 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int], *, base: in
     scales = list(_floats(params, "<f4", tensors, scales_at, "network tensor scale", at, MAX_PARAM))
 
     data = iter(zip(streams[1:], starts[1:]))
+    prediction = None
 
     def symbols(count_: int, low: int, high: int, what: str) -> np.ndarray:
         (stream_id, view), start = next(data)
@@ -200,12 +261,19 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int], *, base: in
             raise BitstreamError(f"{where}: symbols outside [{low}, {high}]")
         return values
 
+    if reference is not None:
+        (_, view), start = next(data)
+        prediction_head = _prediction_head(view, start, reference)
+        keep = symbols(reference, 0, max(Keep), "keep")
+        updated = int(np.count_nonzero(keep == Keep.UPDATED))
+        residuals = [symbols(updated, -MAX_RESIDUAL, MAX_RESIDUAL, f"residual {a}") for a in RESIDUAL_ATTRIBUTES]
+        prediction = Prediction(keep.astype(np.int32), prediction_head, np.stack(residuals, -1).astype(np.int32))
     if count == 0 and first_x != 0:
         raise BitstreamError(f"GoP payload: first x key {first_x} with no Gaussians (must be 0), at byte {at + 9}")
     dx = symbols(max(count - 1, 0), 0, 0xFFFF, "x positions")
     x = first_x + np.concatenate(([0], np.cumsum(dx, dtype=np.int64))) if count else np.zeros(0, np.int64)
     if x.size and x[-1] > 0xFFFF:
-        raise BitstreamError(f"GoP payload: x positions stream at byte {starts[1]}: positions leave the float16 range")
+        raise BitstreamError(f"GoP payload: x positions stream at byte {starts[ids.index(Stream.POSITION_X)]}: positions leave the float16 range")
     y = symbols(count, 0, 0xFF, "y positions (high)").astype(np.int64) << 8
     y |= symbols(count, 0, 0xFF, "y positions (low)")
     means = keys_to_means(np.stack((x, y), axis=-1))
@@ -231,16 +299,41 @@ def decode_gop(payload: bytes | memoryview, tensor_sizes: list[int], *, base: in
         network,
         scales,
         bits,
+        prediction,
     )
 
 
-STREAM_KINDS = ("positions", "shape", "colour", "hash", "mlp", "side")
+def _prediction_head(view: memoryview, start: int, reference: int) -> np.ndarray:
+    """The steps of a PREDICTION stream at file offset `start`, after checking its length, its
+    reference count against `reference` and the steps."""
+    if len(view) != _PREDICTION.size:
+        raise BitstreamError(f"GoP payload: prediction stream at byte {start} holds {len(view)} bytes, expected {_PREDICTION.size}")
+    count, *steps = _PREDICTION.unpack(view)
+    if count != reference:
+        raise BitstreamError(
+            f"GoP payload: prediction stream at byte {start} refers to {count} Gaussians, the previous GoP decodes to {reference}"
+        )
+    steps = np.asarray(steps, np.float32)
+    good = np.isfinite(steps) & (steps > 0) & (steps <= MAX_PARAM)
+    if not good.all():
+        k = int(np.argmin(good))
+        raise BitstreamError(
+            f"GoP payload: residual step {RESIDUAL_ATTRIBUTES[k]} = {float(steps[k]):.7g} at byte {start + 4 + 4 * k} "
+            f"is not in (0, {MAX_PARAM:g}]"
+        )
+    return steps
+
+
+STREAM_KINDS = ("positions", "shape", "colour", "prediction", "hash", "mlp", "side")
 """What streams code, for reports: Gaussian positions, shapes (Cholesky), colour (RVQ indices),
-hash (the encoding's tables, or planes), mlp, and side (sizes, scales, codebooks, framing)."""
+prediction (a predicted GoP's keep classes and residuals), hash (the encoding's tables, or planes),
+mlp, and side (sizes, scales, codebooks, framing)."""
 
 
 def stream_kind(stream_id: int) -> str:
     """The STREAM_KINDS entry of a stream id."""
+    if Stream.PREDICTION <= stream_id < Stream.RESIDUAL + len(RESIDUAL_ATTRIBUTES):
+        return "prediction"
     if stream_id == Stream.MLP:
         return "mlp"
     if stream_id == Stream.HASH:
@@ -301,14 +394,16 @@ def _params_head(params: memoryview | bytes) -> tuple[int, int, int, int, int, i
     return count, stages, book, tensors, bits, first_x
 
 
-def _expected_ids(streams, tensor_sizes: list[int]) -> list[int]:
+def _expected_ids(streams, tensor_sizes: list[int], predicted: bool) -> list[int]:
     if not streams or streams[0][0] != Stream.PARAMS:
         raise BitstreamError("GoP payload: the first stream must be the parameter stream")
     _, stages, _, tensors, _, _ = _params_head(streams[0][1])
     if tensors != len(tensor_sizes) or tensors < MLP_TENSORS:
         raise BitstreamError(f"GoP payload: {tensors} network tensors, the model configuration has {len(tensor_sizes)}")
+    prediction = [Stream.PREDICTION, Stream.KEEP] + [Stream.RESIDUAL + k for k in range(len(RESIDUAL_ATTRIBUTES))]
     return (
-        [Stream.PARAMS, Stream.POSITION_X, Stream.POSITION_Y_HIGH, Stream.POSITION_Y_LOW]
+        [Stream.PARAMS] + (prediction if predicted else [])
+        + [Stream.POSITION_X, Stream.POSITION_Y_HIGH, Stream.POSITION_Y_LOW]
         + [Stream.CHOLESKY_L1, Stream.CHOLESKY_L2, Stream.CHOLESKY_L3]
         + [Stream.COLOUR + k for k in range(stages)]
         + [Stream.HASH, Stream.MLP]

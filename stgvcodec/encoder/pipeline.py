@@ -1,8 +1,13 @@
 """Coding one GoP: fit -> QAT -> payload -> closed-loop decode.
 
-    frames [T, H, W, 3] uint8 (+ optional start Gaussians) --fit_gop--> GopModel
-        --finetune (QAT)--> GopRecord --encode_gop--> payload                      (quantize_gop)
+    frames [T, H, W, 3] uint8 (+ optional reference: the previous GoP's decoded model) --fit_gop-->
+        GopModel --finetune (QAT)--> GopRecord --encode_gop--> payload           (quantize_gop)
     payload --decode_gop--> gop_model --render_gop--> reconstruction (what the decoder will show)
+
+With a reference the fit starts from its canonical Gaussians (a warm start); if `predict` allows
+it and the warm start is taken, the GoP is coded as a predicted GoP: its kept Gaussians as
+residuals against the reference, pulled back to it during fit and QAT (train/anchor.py). A GoP
+whose fit starts cold (the key frame is better drawn from scratch: a cut) is a key GoP.
 
 The reported reconstruction is the decoder's, rebuilt from the payload's symbols, so on one
 machine and device `stgv decode` reproduces it bit for bit. The decoded model is returned too:
@@ -13,17 +18,18 @@ encode) rebuilds them from the file.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..bitstream.gop import decode_gop, encode_gop, stream_sizes
 from ..config import FitConfig, ModelConfig
-from ..decode import gop_model, render_gop, tensor_sizes
+from ..decode import Canonical, canonical_gaussians, canonical_of, gop_model, render_gop, tensor_sizes
 from ..metrics import ms_ssim, psnr
-from ..model import Gaussians, GopModel
-from ..quant.qat import QuantConfig, finetune
+from ..model import GopModel
+from ..quant.prediction import residual_steps
+from ..quant.qat import PredictedRows, QuantConfig, finetune
 from ..train.gop_fit import fit_gop
 
 
@@ -39,6 +45,14 @@ class GopReport:
     ms_ssim: float | None
     seconds: float
     stream_bytes: dict[str, int] = field(default_factory=dict)
+    predicted: bool = False
+    """True: coded against the previous GoP; False: a key GoP."""
+    reference_gaussians: int = 0
+    """Gaussians of the reference of a predicted GoP (0 for a key GoP)."""
+    kept: int = 0
+    """Of them, how many the GoP keeps (copied or updated); the rest of its Gaussians are new."""
+    copied: int = 0
+    """Of the kept, how many are copied unchanged."""
 
     @property
     def fixed_bytes(self) -> int:
@@ -57,6 +71,10 @@ class CodedGop:
     model: GopModel
     """The decoder's model of the GoP, rebuilt from `payload` (dequantized, on the training device)."""
 
+    @property
+    def predicted(self) -> bool:
+        return self.report.predicted
+
 
 def quantize_gop(
     fitted: GopModel,
@@ -65,17 +83,23 @@ def quantize_gop(
     quant: QuantConfig,
     device: torch.device,
     *,
+    predicted: PredictedRows | None = None,
+    reference: Canonical | None = None,
     seed: int = 0,
     quiet: bool = False,
     label: str = "GoP QAT",
 ) -> tuple[bytes, GopModel]:
     """QAT-finetunes a fitted model on `clip` [T, H, W, 3] uint8 (changing `fitted`), codes it, and
-    returns the payload and the model the decoder rebuilds from it."""
-    gaussians = fitted.gaussians.means.shape[0]
-    quant = replace(quant, codebook_size=min(quant.codebook_size, gaussians))
-    record = finetune(fitted, clip.float() / 255.0, quant, seed=seed, quiet=quiet, label=label)
+    returns the payload and the model the decoder rebuilds from it.
+
+    Args:
+        predicted, reference: for a predicted GoP, how the model continues the reference, and the
+            reference's canonical Gaussians as the decoder has them.
+    """
+    record = finetune(fitted, clip.float() / 255.0, quant, predicted=predicted, seed=seed, quiet=quiet, label=label)
     payload = encode_gop(record)
-    return payload, gop_model(decode_gop(payload, tensor_sizes(model)), model, device)
+    parsed = decode_gop(payload, tensor_sizes(model), reference=predicted.reference_count if predicted is not None else None)
+    return payload, gop_model(parsed, model, device, canonical_gaussians(parsed, reference))
 
 
 def code_gop(
@@ -86,7 +110,8 @@ def code_gop(
     quant: QuantConfig,
     device: torch.device,
     *,
-    start: Gaussians | None = None,
+    reference: GopModel | None = None,
+    predict: bool = False,
     seed: int = 0,
     quiet: bool = False,
     label: str = "GoP",
@@ -101,8 +126,10 @@ def code_gop(
         quant: quantization settings; the colour codebooks never hold more colours than there are
             Gaussians (k-means cannot initialise more centres than points).
         device: where training and the closed-loop render run.
-        start: Gaussians the fit begins from (fit_gop's warm start), typically the previous GoP's
-            `CodedGop.model.gaussians`; None codes the GoP on its own.
+        reference: the previous GoP's decoded model (`CodedGop.model`), whose canonical Gaussians
+            the fit begins from (fit_gop's warm start); None codes the GoP on its own.
+        predict: code the GoP against `reference` when the fit starts warm (a predicted GoP);
+            False always makes a key GoP.
         seed: seed of QAT's random choices.
         quiet: no progress bars.
         label: progress bar label.
@@ -110,13 +137,22 @@ def code_gop(
     began = time.perf_counter()
     count, height, width = sources.shape[:3]
     clip = torch.from_numpy(sources).to(device)
-    fitted = fit_gop(clip, model, fit, start=start, quiet=quiet, label=label)
-    qat_label = f"{label} QAT"
-    payload, decoded = quantize_gop(fitted.model, clip, model, quant, device, seed=seed, quiet=quiet, label=qat_label)
+    start = reference.gaussians if reference is not None else None
+    fitted = fit_gop(clip, model, fit, start=start, predict=predict, quiet=quiet, label=label)
+    predicted = None
+    if fitted.anchor is not None:
+        predicted = PredictedRows(fitted.anchor, fitted.kept, len(reference.gaussians), residual_steps(height, width))
+    payload, decoded = quantize_gop(
+        fitted.model, clip, model, quant, device, predicted=predicted,
+        reference=canonical_of(reference) if predicted is not None else None, seed=seed, quiet=quiet, label=f"{label} QAT",
+    )  # fmt: skip
     reconstruction = render_gop(decoded, count, height, width)
     report = GopReport(
         first_frame, count, len(decoded.gaussians), len(payload),
         float(np.mean([psnr(r, s) for r, s in zip(reconstruction, sources)])), ms_ssim(reconstruction, sources),
-        time.perf_counter() - began, stream_sizes(payload),
+        time.perf_counter() - began, stream_sizes(payload), predicted is not None,
     )  # fmt: skip
+    if predicted is not None:
+        keep = decode_gop(payload, tensor_sizes(model), reference=predicted.reference_count).prediction.keep
+        report.reference_gaussians, report.kept, report.copied = len(keep), int((keep > 0).sum()), int((keep == 1).sum())
     return CodedGop(payload, reconstruction, report, decoded)

@@ -19,6 +19,13 @@ are sized to hold about as many weights as the rung's hash tables (PLANE_SIZES),
 positional variant has no tables at all, so its fixed cost is the MLP alone. Every rate decision
 below measures the chosen encoding's own network (tensor_sizes), never the hash one's.
 
+Predicted GoPs (encoder/plan.py): a key GoP's share is KEY_WEIGHT times a predicted GoP's per
+frame, since every GoP up to the next key GoP builds on it. A predicted GoP's Gaussians cost two
+prices: those continued from the reference pay the prediction streams' bits per reference
+Gaussian (mostly copies, a fraction of a bit to a few bits each), new ones what a key GoP's
+Gaussians cost. Its budget, less the fixed cost, first keeps the reference's Gaussians and buys
+new ones with the rest, or keeps fewer when it cannot keep them all.
+
 --quality: the network rung is the one --bpp would choose for the first GoP's Gaussians
 (settings_for_gaussians). The first GoP takes the preset's density; each next GoP gets the count
 that PSNR = offset + slope * log2(N) says reaches the target, the offset from the last GoP and
@@ -94,6 +101,12 @@ def ladder(encoding: Encoding = "hash") -> list[Rung]:
         return [replace(rung, model=replace(rung.model, encoding="positional")) for rung in RUNGS]
     raise ValueError(f"unknown encoding {encoding!r}; choose hash, plane or positional")
 
+
+KEY_WEIGHT = 2.0
+"""Bits per frame of a key GoP against a predicted GoP, when --bpp shares the budget out."""
+PREDICTED_BITS_PER_REFERENCE = 6.0
+"""First estimate of the prediction streams' bits per reference Gaussian (keep class, and the
+residuals of the updated ones), until a predicted GoP has measured it."""
 
 FIXED_SHARE = 0.35
 """Largest share of a GoP's bits the network, codebooks and side information may take under --bpp."""
@@ -206,10 +219,10 @@ class FixedCount:
     def check(self) -> list[str]:
         return []
 
-    def gaussians(self, first: int, count: int) -> int:
+    def gaussians(self, first: int, count: int, reference: int | None = None) -> int:
         return self.count
 
-    def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float) -> None:
+    def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float, report=None) -> None:
         pass
 
     def shortfall(self, bpp: float, psnr: float) -> str | None:
@@ -219,12 +232,15 @@ class FixedCount:
 class BitrateTarget:
     """--bpp: Gaussians per GoP bought with the bits left, corrected by what each GoP cost."""
 
-    def __init__(self, bpp: float, video: Video, rung: Rung):
+    def __init__(self, bpp: float, video: Video, rung: Rung, keys: list[bool] | None = None):
+        """keys: for each GoP, whether it is planned as a key GoP (default: all)."""
         self.bpp, self.video, self.rung = bpp, video, rung
+        self.keys = keys if keys is not None else [True] * len(video.gops)
         self.total_bits = bpp * video.pixels
         self.spent_bits = container_bits(video.config_bytes, len(video.gops))
         self.fixed: list[float] = []
         self.gaussian_bits, self.gaussian_count = 0.0, 0
+        self.reference_bits, self.reference_count = 0.0, 0
         self.capped = False
 
     def check(self) -> list[str]:
@@ -243,20 +259,41 @@ class BitrateTarget:
             ]
         return []
 
-    def gaussians(self, first: int, count: int) -> int:
+    def gaussians(self, first: int, count: int, reference: int | None = None) -> int:
+        """Gaussians for the GoP of frames first..first+count-1; `reference`: the Gaussians of its
+        reference when it is to be predicted, None for a key GoP."""
         fixed = np.mean(self.fixed) if self.fixed else RateModel.fixed_bits(self.rung)
         per_gaussian = (
             self.gaussian_bits / self.gaussian_count if self.gaussian_count else RateModel.bits_per_gaussian(self.rung)
         )
-        budget = (self.total_bits - self.spent_bits) * count / (self.video.frames - first)
-        wanted = int((budget - fixed) / per_gaussian)
+        number = next(k for k, (start, _) in enumerate(self.video.gops) if start == first)
+        weights = [frames * (KEY_WEIGHT if key else 1.0) for (_, frames), key in zip(self.video.gops, self.keys)]
+        weights[number] = count * (1.0 if reference is not None else KEY_WEIGHT)
+        budget = (self.total_bits - self.spent_bits) * weights[number] / sum(weights[number:]) - fixed
+        if reference is None:
+            wanted = int(budget / per_gaussian)
+        else:
+            per_reference = self.reference_bits / self.reference_count if self.reference_count else PREDICTED_BITS_PER_REFERENCE
+            keep_all = reference * per_reference
+            wanted = int(reference + (budget - keep_all) / per_gaussian if budget >= keep_all else budget / per_reference)
         most = self.video.max_gaussians
         self.capped |= wanted > most
         return min(most, max(RateModel.min_gaussians, wanted))
 
-    def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float) -> None:
+    def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float, report=None) -> None:
+        """What a GoP cost; `report` (an encoder.pipeline.GopReport) separates a predicted GoP's
+        prediction streams from its new Gaussians."""
         self.spent_bits += 8 * payload_bytes
         self.fixed.append(8 * fixed_bytes)
+        if report is not None and report.predicted:
+            prediction = 8 * report.stream_bytes["prediction"]
+            self.reference_bits += prediction
+            self.reference_count += report.reference_gaussians
+            new = gaussians - report.kept
+            if new > 0:
+                self.gaussian_bits += 8 * (payload_bytes - fixed_bytes) - prediction
+                self.gaussian_count += new
+            return
         self.gaussian_bits += 8 * (payload_bytes - fixed_bytes)
         self.gaussian_count += gaussians
 
@@ -294,7 +331,7 @@ class QualityTarget:
     def check(self) -> list[str]:
         return []
 
-    def gaussians(self, first: int, count: int) -> int:
+    def gaussians(self, first: int, count: int, reference: int | None = None) -> int:
         return self.next_count
 
     def slope(self) -> float:
@@ -306,7 +343,7 @@ class QualityTarget:
         y = np.array([p[1] for p in self.seen])
         return float(np.polyfit(x, y, 1)[0])
 
-    def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float) -> None:
+    def record(self, gaussians: int, payload_bytes: int, fixed_bytes: int, psnr: float, report=None) -> None:
         self.seen.append((math.log2(gaussians), psnr))
         slope = self.slope()
         most = self.video.max_gaussians
@@ -347,6 +384,7 @@ def rate_plan(
     first_count: int,
     default: Rung,
     model: ModelConfig | None = None,
+    keys: list[bool] | None = None,
 ) -> tuple[Rung, RateControl]:
     """The network rung and the controller for a target (at most one of `bpp` and `quality`).
 
@@ -358,6 +396,7 @@ def rate_plan(
         default: the rung without a target (the given network and quantizer settings); its
             model's encoding chooses the ladder a target picks from (ladder()).
         model: a network that replaces the rung's choice.
+        keys: for each GoP, whether it is planned as a key GoP (encoder/plan.py; default all).
     """
     encoding = default.model.encoding
     if bpp is not None:
@@ -368,5 +407,5 @@ def rate_plan(
         return default, FixedCount(first_count)
     rung = replace(rung, model=model or rung.model)
     if bpp is not None:
-        return rung, BitrateTarget(bpp, video, rung)
+        return rung, BitrateTarget(bpp, video, rung, keys)
     return rung, QualityTarget(quality, video, first_count)

@@ -4,6 +4,11 @@
         means fp16 | cholesky 8-bit learned affine | colours residual VQ | hash + MLP 8-bit
     --export--> GopRecord (the symbols and side information the stream stores)
 
+A predicted GoP (a PredictedRows given) quantizes its first K Gaussians, those kept from the
+reference, as residuals against their reference values (quant/prediction.py), pulls them back to
+those values after every step as its fit did (train/anchor.py), and quantizes only the Gaussians
+after them, the new ones, as above.
+
 The encoder then decodes its own record (stgvcodec.decode) to report exactly what the decoder
 will show.
 """
@@ -12,15 +17,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.func import functional_call
 from tqdm import tqdm
 
-from ..bitstream.gop import GopRecord
+from ..bitstream.gop import GopRecord, Keep, Prediction
 from ..model import GopModel, frame_times
 from ..render import Backend, rasterize
+from ..train.anchor import Anchor
 from .colours import ColourRVQ
+from .prediction import fake_quantize_residual, residual_symbols, split_attributes
 from .quantizers import TENSOR_BITS, CholeskyQuantizer, fake_quantize_tensor, fp16_ste, quantize_tensor
 
 
@@ -48,22 +56,48 @@ class QuantConfig:
     """Learning rate of the Cholesky quantizer's scale and offset."""
 
 
+@dataclass(frozen=True)
+class PredictedRows:
+    """How a predicted GoP's model relates to its reference (the previous GoP's decoded Gaussians)."""
+
+    anchor: Anchor
+    """Reference values of the model's first K Gaussians, and the pull toward them."""
+    kept: Tensor
+    """[K] ascending rows of the reference that those K Gaussians continue."""
+    reference_count: int
+    """N_ref, the Gaussians of the reference."""
+    steps: np.ndarray
+    """[8] float32 residual steps (quant/prediction.residual_steps)."""
+
+
 class QuantizedGop(torch.nn.Module):
     """A GoP model seen through its quantizers."""
 
-    def __init__(self, model: GopModel, config: QuantConfig):
+    def __init__(self, model: GopModel, config: QuantConfig, predicted: PredictedRows | None = None):
         super().__init__()
         self.model = model
-        self.cholesky = CholeskyQuantizer(model.gaussians.cholesky)
-        self.colours = ColourRVQ(config.rvq_stages, config.codebook_size)
+        self.predicted = predicted
+        self.rows = predicted.anchor.rows if predicted is not None else 0  # the first rows are residual-coded
+        new = model.gaussians.cholesky[self.rows :]
+        self.new = new.shape[0]
+        self.cholesky = CholeskyQuantizer(new if self.new else torch.zeros(1, 3, device=new.device))
+        self.colours = ColourRVQ(config.rvq_stages, min(config.codebook_size, max(self.new, 1))) if self.new else None
         self.network_bits = config.network_bits
+        if predicted is not None:
+            device = model.gaussians.means.device
+            self.register_buffer("steps", torch.from_numpy(predicted.steps).to(device))
+            self.register_buffer("reference", split_attributes(*predicted.anchor.references()))
 
     def render(self, times: Tensor, height: int, width: int, backend: Backend) -> tuple[Tensor, Tensor]:
         """Frames [T, H, W, 3] of the fake-quantized model and the RVQ commitment loss."""
-        g = self.model.gaussians
-        means = fp16_ste(g.means)
-        cholesky = self.cholesky(g.cholesky)
-        colours, commitment = self.colours(g.colors)
+        g, k = self.model.gaussians, self.rows
+        means, cholesky = fp16_ste(g.means[k:]), self.cholesky(g.cholesky[k:])
+        colours, commitment = self.colours(g.colors[k:]) if self.colours is not None else (g.colors[k:], g.colors.sum() * 0.0)
+        if k:
+            kept = fake_quantize_residual(split_attributes(g.means[:k], g.cholesky[:k], g.colors[:k]), self.reference, self.steps)
+            means, cholesky, colours = (
+                torch.cat((kept[:, a:b], part)) for (a, b), part in zip(((0, 2), (2, 5), (5, 8)), (means, cholesky, colours))
+            )
         field = self.model.deformation
         weights = {name: fake_quantize_tensor(p, self.network_bits) for name, p in field.named_parameters()}
         dmu, dc = functional_call(field, weights, (means, times))
@@ -73,13 +107,17 @@ class QuantizedGop(torch.nn.Module):
 
     @torch.no_grad()
     def export(self) -> GopRecord:
-        """The stream's view of the model: symbols, scales, codebooks."""
-        g = self.model.gaussians
-        indices, codebooks = self.colours.export(g.colors)
+        """The stream's view of the model: symbols, scales, codebooks (and, for a predicted GoP,
+        keep classes and residuals)."""
+        g, k = self.model.gaussians, self.rows
+        if self.colours is not None:
+            indices, codebooks = self.colours.export(g.colors[k:])
+        else:  # no new Gaussians: one stage of one colour, which nothing indexes
+            indices, codebooks = np.zeros((0, 1), np.int32), np.zeros((1, 1, 3), np.float16)
         tensors = [quantize_tensor(p, self.network_bits) for _, p in self.model.deformation.named_parameters()]
         return GopRecord(
-            means=g.means.detach().cpu().numpy().astype("float16"),
-            cholesky_symbols=self.cholesky.symbols(g.cholesky).cpu().numpy().astype("int32"),
+            means=g.means[k:].detach().cpu().numpy().astype("float16"),
+            cholesky_symbols=self.cholesky.symbols(g.cholesky[k:]).cpu().numpy().astype("int32"),
             cholesky_gamma=self.cholesky.gamma.detach().cpu().numpy().astype("float32"),
             cholesky_beta=self.cholesky.beta.detach().cpu().numpy().astype("float32"),
             colour_indices=indices,
@@ -87,7 +125,16 @@ class QuantizedGop(torch.nn.Module):
             tensor_symbols=[symbols for symbols, _ in tensors],
             tensor_scales=[scale for _, scale in tensors],
             network_bits=self.network_bits,
+            prediction=self._prediction() if self.predicted is not None else None,
         )
+
+    def _prediction(self) -> Prediction:
+        g, k, predicted = self.model.gaussians, self.rows, self.predicted
+        residuals = residual_symbols(split_attributes(g.means[:k], g.cholesky[:k], g.colors[:k]), self.reference, self.steps)
+        changed = residuals.any(axis=1)
+        keep = np.full(predicted.reference_count, Keep.DROPPED, np.int32)
+        keep[predicted.kept.cpu().numpy()] = np.where(changed, Keep.UPDATED, Keep.COPIED)
+        return Prediction(keep, predicted.steps.astype(np.float32), residuals[changed])
 
 
 def finetune(
@@ -95,17 +142,22 @@ def finetune(
     frames: Tensor,
     config: QuantConfig,
     *,
+    predicted: PredictedRows | None = None,
     backend: Backend = "auto",
     seed: int = 0,
     quiet: bool = False,
     label: str = "QAT",
 ) -> GopRecord:
-    """Fine-tunes `model` with its quantizers in the loop on frames [T, H, W, 3] float, then exports it."""
+    """Fine-tunes `model` with its quantizers in the loop on frames [T, H, W, 3] float, then exports it.
+
+    Args:
+        predicted: for a predicted GoP, how the model's first Gaussians continue the reference's.
+    """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     count, height, width = frames.shape[:3]
     times = torch.tensor(frame_times(count), device=frames.device)
-    quantized = QuantizedGop(model, config).to(frames.device)
+    quantized = QuantizedGop(model, config, predicted).to(frames.device)
     optimizer = torch.optim.Adam(
         [
             {"params": model.gaussians.parameters(), "lr": config.lr_gaussians},
@@ -125,6 +177,8 @@ def finetune(
         optimizer.zero_grad(set_to_none=True)
         (mse + commitment).backward()
         optimizer.step()
+        if predicted is not None:
+            predicted.anchor.pull(model.gaussians, optimizer.param_groups[0]["lr"])
         optimizer.param_groups[0]["lr"] *= decay
         with torch.no_grad():  # a scale must stay positive
             quantized.cholesky.gamma.clamp_(min=1e-6)

@@ -27,6 +27,7 @@ from ..decode import render_gop
 from ..metrics import ms_ssim, psnr, to_uint8
 from ..model import Gaussians, GopModel, frame_times
 from ..render import Backend
+from .anchor import Anchor
 from .warm import choose_start
 
 
@@ -50,6 +51,11 @@ class GopFit:
     """PSNR (dB) of the given Gaussians, resized, on the key frame before training; None without them."""
     cold_psnr: float | None = None
     """PSNR (dB) of a fresh grid initialisation on the key frame before training."""
+    kept: Tensor | None = None
+    """After a warm start, the rows of the start that the model's first len(kept) Gaussians copy
+    (their order kept); the Gaussians after them are new. None after a cold start."""
+    anchor: Anchor | None = None
+    """With `predict`: the start's values of those rows, which the fit pulled its rows back to."""
 
 
 class _FrameSampler:
@@ -71,6 +77,7 @@ def fit_gop(
     fit: FitConfig,
     *,
     start: Gaussians | None = None,
+    predict: bool = False,
     backend: Backend = "auto",
     quiet: bool = False,
     label: str = "GoP",
@@ -82,6 +89,9 @@ def fit_gop(
             canonical Gaussians as decoded; resized to `fit.count(...)`, and ignored when they
             reproduce the key frame no better than a fresh initialisation (train/warm.py). None:
             a fresh initialisation; the fit then depends on `frames` and `fit` alone.
+        predict: after a warm start, pull the Gaussians copied from `start` back to their values
+            there after every step (train/anchor.py, strength `fit.anchor_strength`), so that a
+            predicted GoP codes few of them as changed.
     """
     began = time.perf_counter()
     torch.manual_seed(fit.seed)
@@ -94,6 +104,7 @@ def fit_gop(
     per_step = min(fit.frames_per_step, count)
     choice = choose_start(start, frames[0], fit.count(height, width), generator, backend, fit.layout)
     gaussians = choice.gaussians
+    anchor = Anchor.of(gaussians, len(choice.kept), fit.anchor_strength) if predict and choice.warm else None
     init_steps = fit.warm_init_steps if choice.warm else fit.init_steps
     deform_steps = fit.warm_deform_steps if choice.warm and fit.warm_deform_steps is not None else fit.deform_steps
     bar = tqdm(total=init_steps + deform_steps, desc=label, unit="step", disable=quiet, leave=False)
@@ -103,6 +114,8 @@ def fit_gop(
         index = [0] if fit.init == "keyframe" else sampler.draw(per_step)
         loss = torch.mean((gaussians.render(height, width, backend)[None] - frames[index]) ** 2)
         _step(optimizer, loss, bar, "init")
+        if anchor is not None:
+            anchor.pull(gaussians, optimizer.param_groups[0]["lr"])
 
     with torch.no_grad():
         static = to_uint8(gaussians.render(height, width, backend))
@@ -122,6 +135,8 @@ def fit_gop(
         index = sampler.draw(per_step)
         loss = torch.mean((model.render(times[index], height, width, backend) - frames[index]) ** 2)
         _step(optimizer, loss, bar, "deform")
+        if anchor is not None:
+            anchor.pull(gaussians, optimizer.param_groups[0]["lr"])
         for group, decay in zip(optimizer.param_groups, decays):
             group["lr"] *= decay
     bar.close()
@@ -139,6 +154,8 @@ def fit_gop(
         warm=choice.warm,
         warm_psnr=choice.warm_psnr,
         cold_psnr=choice.cold_psnr,
+        kept=choice.kept,
+        anchor=anchor,
     )
 
 

@@ -45,6 +45,9 @@ class StartChoice:
     """PSNR (dB, float render) of the resized given Gaussians on the key frame; None without them."""
     cold_psnr: float
     """PSNR (dB, float render) of a fresh grid initialisation on the key frame."""
+    kept: Tensor | None = None
+    """After a warm start, the rows of the given Gaussians that the first len(kept) Gaussians copy
+    (kept_rows); the Gaussians after them are new. None after a cold start."""
 
 
 def choose_start(
@@ -70,7 +73,7 @@ def choose_start(
     warm = resize_gaussians(start, count, key, generator, backend)
     warm_psnr = _psnr(warm, key, backend)
     if warm_psnr >= cold_psnr + COLD_MARGIN_DB:
-        return StartChoice(warm, True, warm_psnr, cold_psnr)
+        return StartChoice(warm, True, warm_psnr, cold_psnr, kept_rows(start, count))
     return StartChoice(cold, False, warm_psnr, cold_psnr)
 
 
@@ -79,6 +82,15 @@ def usefulness(gaussians: Gaussians) -> Tensor:
     plane, |c|_1 * 2 pi |l1 l3| (the weight's integral is 2 pi sqrt(det Sigma) = 2 pi |l1 l3|)."""
     l1, _, l3 = gaussians.cholesky.detach().unbind(-1)
     return gaussians.colors.detach().abs().sum(-1) * 2.0 * math.pi * (l1 * l3).abs()
+
+
+def kept_rows(gaussians: Gaussians, count: int) -> Tensor:
+    """[min(count, N)] ascending rows of `gaussians` that resize_gaussians keeps for `count`: all
+    of them when they are not more than `count`, else the `count` most useful."""
+    held = len(gaussians)
+    if count >= held:
+        return torch.arange(held, device=gaussians.means.device)
+    return torch.sort(torch.argsort(usefulness(gaussians), descending=True, stable=True)[:count]).values
 
 
 @torch.no_grad()
@@ -97,7 +109,7 @@ def resize_gaussians(
     means, cholesky, colours = (p.detach().clone() for p in (gaussians.means, gaussians.cholesky, gaussians.colors))
     held = means.shape[0]
     if count <= held:
-        keep = torch.sort(torch.argsort(usefulness(gaussians), descending=True, stable=True)[:count]).values
+        keep = kept_rows(gaussians, count)
         return Gaussians(means[keep], cholesky[keep], colours[keep])
 
     height, width = image.shape[:2]
