@@ -147,6 +147,8 @@ def _frame_range(text: str | None) -> tuple[int, int] | None:
 @click.option("--init", default="keyframe", show_default=True, type=click.Choice(["keyframe", "multiframe"]),
               help="Fit the canonical Gaussians to the key frame (STGV) or to all frames of the GoP.")
 @click.option("--gop", "gop_size", default=10, show_default=True, type=click.IntRange(1, 1000), help="Frames per GoP.")
+@click.option("--keyint", default=250, show_default=True, type=click.IntRange(min=1),
+              help="Most frames from one key GoP to the next (random access; 1: no prediction between GoPs).")
 @click.option("--device", default=None, help="torch device (default: cuda when present, else cpu).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--crop", help="Centre crop WxH before scaling.")
@@ -158,7 +160,7 @@ def _frame_range(text: str | None) -> tuple[int, int] | None:
 @click.option("--steps", "steps", hidden=True, help="INIT,DEFORM,QAT step counts instead of the preset's.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per coded GoP.")
-def encode(source, output, bpp, quality, gaussians, preset_name, encoding, init, gop_size, device, seed, crop, scale, max_frames, size, fps, pix_fmt, steps, quiet, verbose):
+def encode(source, output, bpp, quality, gaussians, preset_name, encoding, init, gop_size, keyint, device, seed, crop, scale, max_frames, size, fps, pix_fmt, steps, quiet, verbose):
     """Encode SOURCE (video file, raw .yuv, PNG directory, or - for y4m on standard input) into OUTPUT (.stgv).
 
     Standard input is copied to a temporary file in TMPDIR first, since the encoder reads its
@@ -167,6 +169,10 @@ def encode(source, output, bpp, quality, gaussians, preset_name, encoding, init,
     The rate follows --bpp (bits per pixel of the file), --quality (PSNR per GoP) or --gaussians;
     without any of them, --quality 30. A target the video cannot reach is reported before fitting
     and again at the end.
+
+    GoPs are predicted from the GoP before them (only what changed is coded) except key GoPs: the
+    first, one at least every --keyint frames, and wherever the picture changed too much (a cut).
+    Decoding from any frame starts at the key GoP before it.
 
     --encoding and --init choose the codec variant: the paper's STGV (hash, keyframe), the
     multi-plane predecessor (plane) or D2GV's positional encoding (positional); under --bpp and
@@ -190,7 +196,7 @@ def encode(source, output, bpp, quality, gaussians, preset_name, encoding, init,
     options = {"crop": _size(crop), "scale": _size(scale), "max_frames": max_frames, "size": _size(size),
                "fps": _rate(fps), "pix_fmt": pix_fmt}
     summary = run(
-        source, output, bpp=bpp, gaussians=gaussians, quality=quality, preset_name=preset_name, gop_size=gop_size, device=device,
+        source, output, bpp=bpp, gaussians=gaussians, quality=quality, preset_name=preset_name, gop_size=gop_size, keyint=keyint, device=device,
         seed=seed, fit=fit, encoding=encoding, init=init, quant=quant, reader_options={k: v for k, v in options.items() if v is not None}, quiet=quiet,
         log=(lambda line: click.echo(line, err=True)) if verbose else None,
         warn=lambda line: click.echo(f"stgv: warning: {line}", err=True),
