@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .encoder.plan import DEFAULT_KEYINT
 
 
 class _Terminated(KeyboardInterrupt):
@@ -147,7 +148,7 @@ def _frame_range(text: str | None) -> tuple[int, int] | None:
 @click.option("--init", default="keyframe", show_default=True, type=click.Choice(["keyframe", "multiframe"]),
               help="Fit the canonical Gaussians to the key frame (STGV) or to all frames of the GoP.")
 @click.option("--gop", "gop_size", default=10, show_default=True, type=click.IntRange(1, 1000), help="Frames per GoP.")
-@click.option("--keyint", default=250, show_default=True, type=click.IntRange(min=1),
+@click.option("--keyint", default=DEFAULT_KEYINT, show_default=True, type=click.IntRange(min=1),
               help="Most frames from one key GoP to the next (random access; 1: no prediction between GoPs).")
 @click.option("--device", default=None, help="torch device (default: cuda when present, else cpu).")
 @click.option("--seed", default=0, show_default=True, type=int)

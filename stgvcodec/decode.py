@@ -293,11 +293,12 @@ def _read_for_dependants(reader: StgvReader, index: int, sizes: list[int], refer
             raise
         gops = reader.gops
         span = f"GoP {after[0]}" if len(after) == 1 else f"GoPs {after[0]}-{after[-1]}"
+        verb = "depends" if len(after) == 1 else "depend"
         frames = f"frames {gops[after[0]].first_frame}-{gops[after[-1]].first_frame + gops[after[-1]].frame_count - 1}"
         restart = after[-1] + 1
         again = (
             f"; decoding can start again at frame {gops[restart].first_frame} (GoP {restart}, a key GoP)"
             if restart < len(gops) else ""
         )
-        raise BitstreamError(f"{error}; {span} ({frames}) depend on it and cannot be decoded{again}") from None
+        raise BitstreamError(f"{error}; {span} ({frames}) {verb} on it and cannot be decoded{again}") from None
 

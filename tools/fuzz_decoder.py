@@ -8,7 +8,7 @@
 Targets (inputs are .stgv files, except for `symbols`, whose input is one coded symbol stream):
 
     container  StgvReader (header, index, every chunk's length and CRC), model configuration, streams
-    payload    the above, then decode_gop of every chunk that reads
+    payload    the above, then read_gop of every chunk that reads (a predicted GoP with the GoP before it as reference)
     symbols    decode_symbols; what decodes must re-encode and decode to the same symbols
     render     the above, then gop_model + render_gop: two frames of each GoP at <= 24 x 24 pixels
 
@@ -470,28 +470,36 @@ def _targets() -> dict:
     import torch
 
     from stgvcodec.bitstream import BitstreamError, StgvReader
-    from stgvcodec.bitstream.gop import decode_gop, stream_sizes
+    from stgvcodec.bitstream.gop import stream_sizes
     from stgvcodec.bitstream.model_config import unpack_model_config
-    from stgvcodec.decode import gop_model, render_gop, tensor_sizes
+    from stgvcodec.decode import gop_model, read_gop, render_gop, tensor_sizes
     from stgvcodec.entropy import decode_symbols, encode_symbols
 
     cpu = torch.device("cpu")
 
     def gops(path: Path, parse: bool):
-        """(reader, entry, payload or record) of every GoP that reads (and parses, when asked)."""
+        """(header, config, sizes, entry, payload or (record, canonical Gaussians)) of every GoP that
+        reads (and parses, when asked, with the previous GoP's Gaussians as a predicted GoP's reference)."""
         with StgvReader(path) as reader:
             reader.sizes()
             config = unpack_model_config(reader.header.config)
             sizes = tensor_sizes(config)
             if parse and sum(sizes) > PAYLOAD_MAX_WEIGHTS:
                 return
+            reference = None
             for k, entry in enumerate(reader.gops):
                 try:
                     payload = reader.read_chunk(k)
                     stream_sizes(payload)
-                    yield reader.header, config, sizes, entry, decode_gop(payload, sizes) if parse else payload
+                    if not parse:
+                        yield reader.header, config, sizes, entry, payload
+                        continue
+                    parsed = read_gop(reader, k, sizes, reference)
+                    reference = parsed[1]
+                    yield reader.header, config, sizes, entry, parsed
                 except BitstreamError:
-                    continue  # a damaged GoP leaves the others readable
+                    reference = None  # a damaged GoP leaves the others readable, but not its dependants
+                    continue
 
     def container(path: Path) -> None:
         for _ in gops(path, parse=False):
@@ -502,12 +510,12 @@ def _targets() -> dict:
             pass
 
     def render(path: Path) -> None:
-        for k, (header, config, sizes, entry, record) in enumerate(gops(path, parse=True)):
-            if k >= RENDER_MAX_GOPS or sum(sizes) > RENDER_MAX_WEIGHTS or len(record.means) > RENDER_MAX_GAUSSIANS:
+        for k, (header, config, sizes, entry, (record, canonical)) in enumerate(gops(path, parse=True)):
+            if k >= RENDER_MAX_GOPS or sum(sizes) > RENDER_MAX_WEIGHTS or len(canonical[0]) > RENDER_MAX_GAUSSIANS:
                 continue
             height, width = min(header.height, RENDER_SIDE), min(header.width, RENDER_SIDE)
             count = min(entry.frame_count, RENDER_FRAMES)
-            frames = render_gop(gop_model(record, config, cpu), count, height, width)
+            frames = render_gop(gop_model(record, config, cpu, canonical), count, height, width)
             assert frames.shape == (count, height, width, 3) and frames.dtype == np.uint8, frames.shape
 
     def symbols(data: bytes) -> None:

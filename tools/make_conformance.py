@@ -253,11 +253,12 @@ def decoder_dumps(path: str | Path) -> list[GopDumps]:
         header = reader.header
         config = unpack_model_config(header.config)
         sizes = tensor_sizes(config)
+        reference = None
         for index, entry in enumerate(reader.gops):
-            record = read_gop(reader, index, sizes)
-            model = gop_model(record, config, device)
+            record, reference = read_gop(reader, index, sizes, reference)
+            model = gop_model(record, config, device, reference)
             batches = list(gop_batches(model, entry.frame_count, header.height, header.width, BACKEND))
-            count = record.means.shape[0]
+            count = len(reference[0])  # the canonical Gaussians (a predicted record holds only the new ones)
             with torch.no_grad():
                 inputs = [model.deformation.mlp_input(model.gaussians.means, b.times) for b in batches]
             mlp_input = torch.cat([x.reshape(b.times.shape[0], count, x.shape[-1]) for x, b in zip(inputs, batches)])
@@ -342,12 +343,12 @@ def file_facts(path: str | Path) -> dict:
         header = reader.header
         config = unpack_model_config(header.config)
         sizes = tensor_sizes(config)
-        gops = []
+        gops, reference = [], None
         for k, entry in enumerate(reader.gops):
-            record = read_gop(reader, k, sizes)
+            record, reference = read_gop(reader, k, sizes, reference)
             gops.append({
                 "gop": k, "first_frame": entry.first_frame, "frames": entry.frame_count,
-                "gaussians": record.means.shape[0], "network_bits": record.network_bits,
+                "gaussians": len(reference[0]), "network_bits": record.network_bits,
                 "rvq_stages": record.codebooks.shape[0], "codebook_size": record.codebooks.shape[1],
                 "streams": stream_table(reader.read_chunk(k)),
             })  # fmt: skip
