@@ -159,3 +159,23 @@ def test_values_out_of_range_are_rejected():
     parsed = decode_gop(encode_gop(record), SIZES, reference=6)
     with pytest.raises(BitstreamError, match="updated Gaussian 4 of the reference: l2 becomes 1.099512e\\+12"):
         canonical_gaussians(parsed, _reference(6))
+
+
+def test_the_spec_table_of_predicted_streams_is_the_code():
+    """bitstream_spec.md section 8.3's stream table, parsed: ids, counts and attribute order."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "bitstream_spec.md").read_text()
+    section = text.split("### 8.3 Predicted GoPs")[1].split("\n## ")[0]
+    rows = [line.split("|")[1:4] for line in section.splitlines() if line.startswith("| ") and not line.startswith("| id")]
+    table = {cells[0].strip(): cells[2].strip() for cells in rows}
+    assert table["32"].startswith("PREDICTION: raw bytes, u32 N_ref, then f32 step[8]")
+    assert struct.calcsize("<I8f") == 36 and "PREDICTION must be exactly 36 bytes" in section
+    assert table["33"].startswith("KEEP: coded symbols, N_ref values in [0, 2]")
+    assert (Stream.PREDICTION, Stream.KEEP, Stream.RESIDUAL) == (32, 33, 34)
+    assert f"34 .. {33 + len(RESIDUAL_ATTRIBUTES)}" in table
+    assert "x, y (position), l1, l2, l3 (Cholesky), r, g, b (colour)" in table[f"34 .. {33 + len(RESIDUAL_ATTRIBUTES)}"]
+    assert RESIDUAL_ATTRIBUTES == ("x", "y", "l1", "l2", "l3", "r", "g", "b")
+    assert (Keep.DROPPED, Keep.COPIED, Keep.UPDATED) == (0, 1, 2)
+    assert "0 = dropped" in section and "1 = copied" in section and "2 = updated" in section
+    assert MAX_RESIDUAL == 1 << 24 and "[-2^24, 2^24]" in section
