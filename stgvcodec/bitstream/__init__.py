@@ -3,16 +3,18 @@
     .stgv file
     +---------------------------------------------------------------+
     | header: "STGV" | version | length | geometry, fps, GoPs, config | CRC32
-    | GoP index: count | (first frame, frames, offset, length) x count | CRC32
+    | GoP index: count | (first frame, frames, offset, length, flags) x count | CRC32
     | chunk 0: length | payload | CRC32          payload = pack_streams([(id, bytes), ...])
     | chunk 1: ...                                (ids: an IntEnum of the GoP payload)
     +---------------------------------------------------------------+
 
-write_stgv() writes a file atomically; StgvReader reads any GoP on its own. Layouts, limits and
-what a reader rejects are normative in bitstream_spec.md.
+write_stgv() writes a file atomically; StgvReader reads any GoP on its own. A flag in each index
+entry (version 3) marks a predicted GoP, coded against the previous GoP's decoded model; the others
+are key GoPs, decodable on their own (StgvReader.key_gop, .dependants). Layouts, limits and what a
+reader rejects are normative in bitstream_spec.md.
 """
 
-from stgvcodec.bitstream.container import StgvReader, StgvSizes, write_stgv
+from stgvcodec.bitstream.container import Chunk, StgvReader, StgvSizes, write_stgv
 from stgvcodec.bitstream.errors import BitstreamError
 from stgvcodec.bitstream.records import (
     FORMAT_VERSION,
@@ -22,6 +24,7 @@ from stgvcodec.bitstream.records import (
     MAX_DIMENSION,
     MAX_FRAMES,
     MAX_GOPS,
+    READ_VERSIONS,
     FileHeader,
     GopEntry,
 )
@@ -35,7 +38,9 @@ __all__ = [
     "MAX_DIMENSION",
     "MAX_FRAMES",
     "MAX_GOPS",
+    "READ_VERSIONS",
     "BitstreamError",
+    "Chunk",
     "FileHeader",
     "GopEntry",
     "StgvReader",

@@ -1,7 +1,8 @@
 """The .stgv file header and GoP index: records <-> bytes, with every field validated.
 
     header:  "STGV" | version u16 | body length u32 | body (geometry, fps, frames, GoP size, config) | CRC32
-    index:   count u32 | count x (first frame u32, frame count u32, offset u64, length u32) | CRC32
+    index:   count u32 | count x (first frame u32, frame count u32, offset u64, length u32, flags u8) | CRC32
+             (version 2: no flags byte, every GoP a key GoP)
 
 Byte layouts are normative in bitstream_spec.md ("File header", "GoP index"). Parsers take the
 file offset of their buffer so that error messages give absolute byte positions.
@@ -19,8 +20,14 @@ from stgvcodec.gop import split_gops
 
 MAGIC = b"STGV"
 """First four bytes of every .stgv file."""
-FORMAT_VERSION = 2
-"""The only version this code reads and writes."""
+FORMAT_VERSION = 3
+"""The version this code writes unless a header asks for another."""
+READ_VERSIONS = (2, 3)
+"""The versions this code reads (and can write)."""
+_READ_VERSIONS_TEXT = " and ".join(map(str, READ_VERSIONS))
+PREDICTED = 0x01
+"""Flag bit of a version-3 index entry: the GoP's payload is coded against the previous GoP's
+decoded model. The other seven bits are reserved and must be 0."""
 
 MAX_DIMENSION = 16384
 """Largest width or height in pixels."""
@@ -40,7 +47,10 @@ CHUNK_FRAMING = 8
 _PREFIX = struct.Struct("<4sHI")  # magic, version, body length
 _FIELDS = struct.Struct("<IIIIIHH")  # width, height, fps num, fps den, frame count, GoP size, config length
 _U32 = struct.Struct("<I")
-_ENTRY = struct.Struct("<IIQI")  # first frame, frame count, chunk offset, chunk length
+_ENTRIES = {2: struct.Struct("<IIQI"), 3: struct.Struct("<IIQIB")}
+"""Index entry by version: first frame, frame count, chunk offset, chunk length (and flags, from 3)."""
+_FLAGS_AT = 20
+"""Offset of the flags byte in a version-3 index entry."""
 
 HEADER_PREFIX_BYTES = _PREFIX.size
 """Bytes before the header body: magic, version, body length."""
@@ -66,6 +76,8 @@ class FileHeader:
     """Nominal GoP length in frames, 1..65535; the split follows stgvcodec.gop.split_gops."""
     config: bytes = b""
     """Opaque model/quantizer configuration defined by another module, at most MAX_CONFIG_BYTES."""
+    version: int = FORMAT_VERSION
+    """Format version of the file, one of READ_VERSIONS; it fixes the GoP index layout."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "config", bytes(self.config))
@@ -95,6 +107,10 @@ def _header_problem(header: FileHeader) -> str | None:
         (1 <= header.frame_count <= MAX_FRAMES, f"frame count {header.frame_count} not in 1..{MAX_FRAMES}"),
         (1 <= header.gop_size < 1 << 16, f"GoP size {header.gop_size} not in 1..65535"),
         (len(header.config) <= MAX_CONFIG_BYTES, f"config of {len(header.config)} bytes > {MAX_CONFIG_BYTES}"),
+        (
+            header.version in READ_VERSIONS,
+            f"version {header.version}: this code reads and writes {_READ_VERSIONS_TEXT}",
+        ),
     ]
     return next((message for ok, message in checks if not ok), None)
 
@@ -103,7 +119,7 @@ def encode_header(header: FileHeader) -> bytes:
     """The header record: prefix, body, CRC32 of prefix and body."""
     fields = (header.width, header.height, header.fps_num, header.fps_den, header.frame_count, header.gop_size)
     body = _FIELDS.pack(*fields, len(header.config)) + header.config
-    record = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(body)) + body
+    record = _PREFIX.pack(MAGIC, header.version, len(body)) + body
     return record + _U32.pack(zlib.crc32(record))
 
 
@@ -114,13 +130,13 @@ def parse_header_prefix(prefix: bytes) -> int:
         Total header record size in bytes (prefix, body and CRC).
 
     Raises:
-        BitstreamError: On a wrong magic, another version, or a body length out of limits.
+        BitstreamError: On a wrong magic, a version not in READ_VERSIONS, or a body length out of limits.
     """
     magic, version, body_length = _PREFIX.unpack(prefix)
     if magic != MAGIC:
         raise BitstreamError(f"not a .stgv file: magic {magic!r} at byte 0, expected {MAGIC!r}")
-    if version != FORMAT_VERSION:
-        raise BitstreamError(f"unsupported .stgv version {version} (this decoder reads {FORMAT_VERSION})")
+    if version not in READ_VERSIONS:
+        raise BitstreamError(f"unsupported .stgv version {version} (this decoder reads {_READ_VERSIONS_TEXT})")
     if not _FIELDS.size <= body_length <= MAX_HEADER_BODY:
         raise BitstreamError(f"header body length {body_length} at byte 6 not in {_FIELDS.size}..{MAX_HEADER_BODY}")
     return _PREFIX.size + body_length + _U32.size
@@ -137,12 +153,13 @@ def parse_header(record: bytes) -> FileHeader:
     (stored,) = _U32.unpack_from(record, body_end)
     if zlib.crc32(record[:body_end]) != stored:
         raise BitstreamError(f"header CRC mismatch at byte {body_end}")
+    _, version, _ = _PREFIX.unpack_from(record)
     *fields, config_length = _FIELDS.unpack_from(record, _PREFIX.size)
     config_at = _PREFIX.size + _FIELDS.size
     if config_at + config_length > body_end:
         raise BitstreamError(f"config length {config_length} at byte {config_at - 2} runs past the header body")
     try:
-        return FileHeader(*fields, config=record[config_at : config_at + config_length])
+        return FileHeader(*fields, config=record[config_at : config_at + config_length], version=version)
     except ValueError as error:
         raise BitstreamError(f"header at byte {_PREFIX.size}: {error}") from None
 
@@ -161,6 +178,9 @@ class GopEntry:
     """Byte offset of the chunk record from the start of the file."""
     length: int
     """Bytes of the whole chunk record: payload plus CHUNK_FRAMING."""
+    predicted: bool = False
+    """True for a predicted GoP (payload coded against GoP index-1's decoded model), False for a
+    key GoP (decodes on its own). GoP 0 and every GoP of a version-2 file are key GoPs."""
 
     @property
     def label(self) -> str:
@@ -168,17 +188,41 @@ class GopEntry:
         return f"GoP {self.index} (frames {self.first_frame}-{self.first_frame + self.frame_count - 1})"
 
 
-def index_size(gop_count: int) -> int:
-    """Bytes of a GoP index record with `gop_count` entries."""
-    return _U32.size + gop_count * _ENTRY.size + _U32.size
+def index_size(gop_count: int, version: int) -> int:
+    """Bytes of a version-`version` GoP index record with `gop_count` entries."""
+    return _U32.size + gop_count * _ENTRIES[version].size + _U32.size
 
 
-def encode_index(entries: list[GopEntry]) -> bytes:
-    """The GoP index record: count, entries, CRC32 of count and entries."""
-    record = _U32.pack(len(entries)) + b"".join(
-        _ENTRY.pack(entry.first_frame, entry.frame_count, entry.offset, entry.length) for entry in entries
-    )
+def check_writable(entry: GopEntry, version: int) -> None:
+    """Checks that `entry` can be written into a version-`version` index.
+
+    Raises:
+        ValueError: If a predicted GoP is GoP 0, or is to go into a version-2 index (which has no flags).
+    """
+    if entry.predicted and entry.index == 0:
+        raise ValueError(f"{entry.label}: predicted, but the first GoP must be a key GoP")
+    if entry.predicted and version == 2:
+        raise ValueError(f"{entry.label}: predicted, but a version-2 file holds key GoPs only")
+
+
+def encode_index(entries: list[GopEntry], version: int) -> bytes:
+    """The version-`version` GoP index record: count, entries, CRC32 of count and entries.
+
+    Raises:
+        ValueError: As check_writable, for any entry.
+    """
+    for entry in entries:
+        check_writable(entry, version)
+    record = _U32.pack(len(entries)) + b"".join(_pack_entry(entry, version) for entry in entries)
     return record + _U32.pack(zlib.crc32(record))
+
+
+def _pack_entry(entry: GopEntry, version: int) -> bytes:
+    """One index entry in the layout of `version` (checked by check_writable)."""
+    fields = (entry.first_frame, entry.frame_count, entry.offset, entry.length)
+    if version == 2:  # no flags byte
+        return _ENTRIES[2].pack(*fields)
+    return _ENTRIES[version].pack(*fields, PREDICTED if entry.predicted else 0)
 
 
 def parse_index_count(data: bytes, at: int, header: FileHeader) -> int:
@@ -200,19 +244,27 @@ def parse_index_count(data: bytes, at: int, header: FileHeader) -> int:
 def parse_index(record: bytes, at: int, header: FileHeader) -> tuple[GopEntry, ...]:
     """Parses a whole index record at file offset `at` (sized by index_size(parse_index_count(...))).
 
+    The entry layout is that of header.version; every entry of a version-2 index is a key GoP.
+
     Raises:
         BitstreamError: On a CRC mismatch, or entries that do not cover the frames in order with
-            the GoP sizes of the header, or chunks that are not laid end to end after the index.
+            the GoP sizes of the header, or chunks that are not laid end to end after the index,
+            or (version 3) reserved flag bits set or a predicted GoP 0.
     """
     parse_index_count(record[: _U32.size], at, header)
     body_end = len(record) - _U32.size
     (stored,) = _U32.unpack_from(record, body_end)
     if zlib.crc32(record[:body_end]) != stored:
         raise BitstreamError(f"GoP index CRC mismatch at byte {at + body_end}")
+    layout = _ENTRIES[header.version]
     entries, first_frame, offset = [], 0, at + len(record)
     for k, frames in enumerate(gop_frame_counts(header)):
-        entry = GopEntry(k, *_ENTRY.unpack_from(record, _U32.size + k * _ENTRY.size))
-        _check_entry(entry, first_frame, frames, offset, at + _U32.size + k * _ENTRY.size)
+        entry_at = at + _U32.size + k * layout.size
+        fields = layout.unpack_from(record, entry_at - at)
+        flags = 0 if header.version == 2 else fields[4]
+        entry = GopEntry(k, *fields[:4], predicted=bool(flags & PREDICTED))
+        _check_entry(entry, first_frame, frames, offset, entry_at)
+        _check_flags(entry, flags, entry_at + _FLAGS_AT)
         entries.append(entry)
         first_frame, offset = first_frame + frames, offset + entry.length
     return tuple(entries)
@@ -229,6 +281,16 @@ def _check_entry(entry: GopEntry, first_frame: int, frames: int, offset: int, at
         raise BitstreamError(f"{entry.label}: chunk offset {entry.offset} at byte {at + 8}, expected {offset}")
     if not CHUNK_FRAMING <= entry.length <= MAX_CHUNK_PAYLOAD + CHUNK_FRAMING:
         raise BitstreamError(f"{entry.label}: chunk length {entry.length} at byte {at + 16} out of limits")
+
+
+def _check_flags(entry: GopEntry, flags: int, at: int) -> None:
+    """Checks the flags byte of a version-3 entry (at file offset `at`) after _check_entry."""
+    if flags & ~PREDICTED:
+        raise BitstreamError(f"{entry.label}: reserved flag bits set in flags 0x{flags:02x} at byte {at}")
+    if entry.predicted and entry.index == 0:
+        raise BitstreamError(
+            f"{entry.label}: predicted (flags 0x{flags:02x} at byte {at}), but GoP 0 must be a key GoP"
+        )
 
 
 def gop_frame_counts(header: FileHeader) -> list[int]:

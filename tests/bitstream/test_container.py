@@ -1,4 +1,6 @@
-"""The .stgv container: layout against the spec, round trips, a golden file, and damaged files."""
+"""The .stgv container: layout against the spec, round trips, key and predicted GoPs, golden
+files, and damaged files. Version 3 is what the writer makes by default; version-2 files must
+still read, so the file-level tests run on both."""
 
 import hashlib
 import os
@@ -7,12 +9,14 @@ import subprocess
 import sys
 import tracemalloc
 import zlib
+from dataclasses import replace
 
 import pytest
 
 from stgvcodec.bitstream import (
     MAX_CONFIG_BYTES,
     BitstreamError,
+    Chunk,
     FileHeader,
     StgvReader,
     pack_streams,
@@ -24,12 +28,18 @@ from stgvcodec.gop import split_gops
 
 HEADER = FileHeader(width=32, height=16, fps_num=30000, fps_den=1001, frame_count=12, gop_size=6, config=b"cfg")
 CHUNKS = [b"first GoP payload", bytes(range(40))]
+ENTRY_FORMATS = {2: "<IIQI", 3: "<IIQIB"}
+"""GoP index entry by version, as bitstream_spec.md section 5 gives it."""
 
 
-@pytest.fixture
-def small_file(tmp_path):
+@pytest.fixture(params=[2, 3], ids=["v2", "v3"])
+def small_file(tmp_path, request):
+    """Two GoPs: key GoPs in version 2; a key GoP and a predicted GoP in version 3."""
     path = tmp_path / "small.stgv"
-    write_stgv(path, HEADER, CHUNKS)
+    if request.param == 2:
+        write_stgv(path, replace(HEADER, version=2), CHUNKS)
+    else:
+        write_stgv(path, HEADER, [CHUNKS[0], Chunk(CHUNKS[1], predicted=True)])
     return path
 
 
@@ -67,11 +77,114 @@ def test_random_access_reads_one_gop(small_file):
             reader.read_chunk(2)
 
 
+# Key and predicted GoPs (version 3).
+
+KINDS = "KPPKKPPPKPKKP"
+"""Key (K) or predicted (P) for each of the 13 GoPs of MIXED."""
+MIXED = FileHeader(1280, 640, 25, 1, 132, 10)
+
+
+def _mixed_chunks():
+    """Key GoPs as plain bytes and as Chunk(...), predicted GoPs as Chunk(..., predicted=True)."""
+    payloads = [bytes([k]) * (k * 10) for k in range(len(KINDS))]
+    chunks = [
+        Chunk(p, True) if kind == "P" else (p if k % 2 else Chunk(p))
+        for k, (p, kind) in enumerate(zip(payloads, KINDS))
+    ]
+    return payloads, chunks
+
+
+def test_round_trip_with_key_and_predicted_gops(tmp_path):
+    payloads, chunks = _mixed_chunks()
+    path = tmp_path / "mixed.stgv"
+    size = write_stgv(path, MIXED, iter(chunks))
+    assert _read_all(path) == (MIXED, payloads) and MIXED.version == 3
+    with StgvReader(path) as reader:
+        assert "".join("P" if gop.predicted else "K" for gop in reader.gops) == KINDS
+        assert reader.sizes().index_bytes == 4 + 21 * len(KINDS) + 4
+    # The same payloads as key GoPs in a version-2 file: one byte less per GoP, all key.
+    old = tmp_path / "old.stgv"
+    assert write_stgv(old, replace(MIXED, version=2), payloads) == size - len(KINDS)
+    with StgvReader(old) as reader:
+        assert reader.header.version == 2 and not any(gop.predicted for gop in reader.gops)
+        assert [reader.key_gop(k) for k in range(len(KINDS))] == list(range(len(KINDS)))
+        assert all(len(reader.dependants(k)) == 0 for k in range(len(KINDS)))
+
+
+def test_key_gop_and_dependants_follow_the_flags(tmp_path):
+    _, chunks = _mixed_chunks()
+    write_stgv(tmp_path / "mixed.stgv", MIXED, chunks)
+    keys = [k for k, kind in enumerate(KINDS) if kind == "K"]
+    with StgvReader(tmp_path / "mixed.stgv") as reader:
+        for k in range(len(KINDS)):
+            assert reader.key_gop(k) == max(key for key in keys if key <= k)
+            following = [key for key in keys if key > k]
+            assert reader.dependants(k) == range(k + 1, following[0] if following else len(KINDS))
+        # KPPKKPPPKPKKP: spelled out for a few GoPs.
+        assert [reader.key_gop(k) for k in (0, 2, 3, 4, 7, 12)] == [0, 0, 3, 4, 4, 11]
+        assert [list(reader.dependants(k)) for k in (0, 1, 2, 3, 5, 11, 12)] == [[1, 2], [2], [], [], [6, 7], [12], []]
+        for k in (-1, len(KINDS)):
+            with pytest.raises(IndexError, match=f"GoP {k} out of range"):
+                reader.key_gop(k)
+            with pytest.raises(IndexError, match=f"GoP {k} out of range"):
+                reader.dependants(k)
+
+
+def test_writer_refuses_predicted_gops_it_cannot_write(tmp_path):
+    path = tmp_path / "out.stgv"
+    with pytest.raises(ValueError, match=r"^GoP 0 \(frames 0-5\): predicted, but the first GoP must be a key GoP$"):
+        write_stgv(path, HEADER, [Chunk(CHUNKS[0], predicted=True), CHUNKS[1]])
+    with pytest.raises(
+        ValueError, match=r"^GoP 1 \(frames 6-11\): predicted, but a version-2 file holds key GoPs only$"
+    ):
+        write_stgv(path, replace(HEADER, version=2), [CHUNKS[0], Chunk(CHUNKS[1], predicted=True)])
+    assert os.listdir(tmp_path) == []
+
+
+def _set_flags(path, k, flags):
+    """Sets the flags byte of GoP k in a version-3 file and recomputes the index CRC (spec section
+    5); returns the byte's offset."""
+    data = bytearray(path.read_bytes())
+    index_at = 14 + struct.unpack_from("<I", data, 6)[0]
+    (count,) = struct.unpack_from("<I", data, index_at)
+    data[index_at + 4 + 21 * k + 20] = flags
+    end = index_at + 4 + 21 * count
+    data[end : end + 4] = struct.pack("<I", zlib.crc32(data[index_at:end]))
+    path.write_bytes(bytes(data))
+    return index_at + 4 + 21 * k + 20
+
+
+@pytest.mark.parametrize("flags", [0x02, 0x03, 0x80, 0xFF])
+def test_reserved_flag_bits_are_rejected(tmp_path, flags):
+    path = tmp_path / "flags.stgv"
+    write_stgv(path, HEADER, CHUNKS)
+    at = _set_flags(path, 1, flags)
+    assert at == (14 + 24 + 3) + 4 + 21 + 20  # header, count, entry 0, then entry 1's flags
+    with pytest.raises(
+        BitstreamError, match=rf"^GoP 1 \(frames 6-11\): reserved flag bits set in flags 0x{flags:02x} at byte {at}$"
+    ):
+        StgvReader(path)
+
+
+def test_predicted_gop_0_is_rejected(tmp_path):
+    path = tmp_path / "flags.stgv"
+    write_stgv(path, HEADER, CHUNKS)
+    at = _set_flags(path, 0, 0x01)
+    with pytest.raises(
+        BitstreamError, match=rf"^GoP 0 \(frames 0-5\): predicted \(flags 0x01 at byte {at}\), but GoP 0"
+    ):
+        StgvReader(path)
+    _set_flags(path, 0, 0x00)
+    _set_flags(path, 1, 0x01)
+    with StgvReader(path) as reader:
+        assert [gop.predicted for gop in reader.gops] == [False, True]
+
+
 def test_layout_matches_the_spec_tables(small_file):
     """Parses the file by hand with struct, exactly as bitstream_spec.md's field tables say."""
     data = small_file.read_bytes()
     magic, version, body_length = struct.unpack_from("<4sHI", data, 0)
-    assert (magic, version, body_length) == (b"STGV", 2, 24 + 3)
+    assert (magic, body_length) == (b"STGV", 24 + 3) and version in (2, 3)
     fields = struct.unpack_from("<IIIIIHH", data, 10)
     assert fields == (32, 16, 30000, 1001, 12, 6, 3)
     assert data[34:37] == b"cfg"
@@ -80,12 +193,16 @@ def test_layout_matches_the_spec_tables(small_file):
 
     index_at = header_end + 4
     (count,) = struct.unpack_from("<I", data, index_at)
-    entries = [struct.unpack_from("<IIQI", data, index_at + 4 + 20 * k) for k in range(count)]
-    index_end = index_at + 4 + 20 * count
+    entry_size = {2: 20, 3: 21}[version]
+    assert struct.calcsize(ENTRY_FORMATS[version]) == entry_size
+    entries = [struct.unpack_from(ENTRY_FORMATS[version], data, index_at + 4 + entry_size * k) for k in range(count)]
+    index_end = index_at + 4 + entry_size * count
     assert struct.unpack_from("<I", data, index_end)[0] == zlib.crc32(data[index_at:index_end])
+    if version == 3:
+        assert [entry[4] for entry in entries] == [0, 1]  # GoP 1 predicted: flags bit 0
 
     offset = index_end + 4
-    for k, (first_frame, frame_count, chunk_offset, chunk_length) in enumerate(entries):
+    for k, (first_frame, frame_count, chunk_offset, chunk_length, *_) in enumerate(entries):
         assert (first_frame, frame_count) == (6 * k, 6)
         assert (chunk_offset, chunk_length) == (offset, len(CHUNKS[k]) + 8)
         (payload_length,) = struct.unpack_from("<I", data, offset)
@@ -96,23 +213,31 @@ def test_layout_matches_the_spec_tables(small_file):
     assert offset == len(data)
 
 
-GOLDEN_SHA256 = "2258883618486966f46a51ce85eb6aa009ce46c775664ee06d05fd84b8a0fb7a"  # version 2
+GOLDEN_SHA256 = {
+    2: "2258883618486966f46a51ce85eb6aa009ce46c775664ee06d05fd84b8a0fb7a",
+    3: "c4a29d0c43ed2a634b7714c9b38dff7becb9de74665d4e5ce1a296f6d4a768e9",
+}
+"""Digest of the golden file by version: version 2 with two key GoPs, version 3 with a key GoP
+and a predicted GoP."""
 
 
-def test_golden_file(tmp_path):
-    """A fixed file whose digest is checked in.
+@pytest.mark.parametrize("version", [2, 3])
+def test_golden_file(tmp_path, version):
+    """Fixed files whose digests are checked in.
 
     A changed digest means the format changed: regenerate GOLDEN_SHA256 only on purpose, with a
     version bump or a spec change that says why.
     """
-    header = FileHeader(width=64, height=32, fps_num=24, fps_den=1, frame_count=20, gop_size=10, config=b"golden")
+    header = FileHeader(64, 32, 24, 1, frame_count=20, gop_size=10, config=b"golden", version=version)
     chunks = [
         pack_streams([(1, b"\x00\x01\x02\x03"), (2, b"canonical gaussians")]),
         pack_streams([(1, b"\xff" * 7), (3, b"")]),
     ]
+    if version == 3:
+        chunks[1] = Chunk(chunks[1], predicted=True)
     path = tmp_path / "golden.stgv"
     write_stgv(path, header, chunks)
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == GOLDEN_SHA256
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == GOLDEN_SHA256[version]
 
 
 # Damaged files: always BitstreamError, naming what is wrong and where.
@@ -169,11 +294,12 @@ def test_wrong_magic(small_file):
         StgvReader(small_file)
 
 
-def test_future_version(small_file):
+@pytest.mark.parametrize("version", [4, 1, 0xFFFF])
+def test_other_versions(small_file, version):
     data = bytearray(small_file.read_bytes())
-    data[4:6] = struct.pack("<H", 3)
+    data[4:6] = struct.pack("<H", version)
     small_file.write_bytes(bytes(data))
-    with pytest.raises(BitstreamError, match=r"^unsupported \.stgv version 3 \(this decoder reads 2\)$"):
+    with pytest.raises(BitstreamError, match=rf"^unsupported \.stgv version {version} \(this decoder reads 2 and 3\)$"):
         StgvReader(small_file)
 
 
@@ -183,16 +309,17 @@ def test_trailing_bytes(small_file):
         StgvReader(small_file)
 
 
-def _header_record(fields, config=b"", body_length=None, appended=b""):
+def _header_record(fields, config=b"", body_length=None, appended=b"", version=2):
     """A header built by hand from the spec table, with a valid CRC."""
     body = struct.pack("<IIIIIHH", *fields, len(config)) + config + appended
-    record = struct.pack("<4sHI", b"STGV", 2, len(body) if body_length is None else body_length) + body
+    record = struct.pack("<4sHI", b"STGV", version, len(body) if body_length is None else body_length) + body
     return record + struct.pack("<I", zlib.crc32(record))
 
 
 def _index_record(entries, count=None):
+    """Entries of 4 fields are version 2's; of 5 (flags last), version 3's."""
     record = struct.pack("<I", len(entries) if count is None else count)
-    record += b"".join(struct.pack("<IIQI", *entry) for entry in entries)
+    record += b"".join(struct.pack(ENTRY_FORMATS[len(entry) - 2], *entry) for entry in entries)
     return record + struct.pack("<I", zlib.crc32(record))
 
 
@@ -203,18 +330,24 @@ def _chunk_record(payload):
 VALID_FIELDS = (32, 16, 30, 1, 6, 6)
 
 
-def _file(header=None, entries=None, count=None, chunks=(b"abc",)):
-    header = _header_record(VALID_FIELDS) if header is None else header
+def _file(header=None, entries=None, count=None, chunks=(b"abc",), version=2):
+    """A one-GoP file (version 2 unless `version`; the entries' length gives the index layout).
+    Its chunk starts at byte 66 in version 2 and 67 in version 3; the entry at byte 42."""
+    header = _header_record(VALID_FIELDS, version=version) if header is None else header
+    flags = (0,) if version == 3 else ()
     if entries is None:
-        start = len(header) + len(_index_record([(0, 6, 0, 0)] * len(chunks)))
-        entries = [(0, 6, start, len(chunks[0]) + 8)]
+        start = len(header) + len(_index_record([(0, 6, 0, 0, *flags)] * len(chunks)))
+        entries = [(0, 6, start, len(chunks[0]) + 8, *flags)]
     return header + _index_record(entries, count) + b"".join(_chunk_record(chunk) for chunk in chunks)
 
 
-def test_hand_built_file_reads(tmp_path):
+@pytest.mark.parametrize("version", [2, 3])
+def test_hand_built_file_reads(tmp_path, version):
     path = tmp_path / "hand.stgv"
-    path.write_bytes(_file())
-    assert _read_all(path) == (FileHeader(*VALID_FIELDS), [b"abc"])
+    path.write_bytes(_file(version=version))
+    assert _read_all(path) == (FileHeader(*VALID_FIELDS, version=version), [b"abc"])
+    with StgvReader(path) as reader:
+        assert not reader.gops[0].predicted
 
 
 def test_appended_header_fields_are_skipped(tmp_path):
@@ -223,7 +356,7 @@ def test_appended_header_fields_are_skipped(tmp_path):
     start = len(header) + len(_index_record([(0, 6, 0, 0)]))
     path = tmp_path / "appended.stgv"
     path.write_bytes(header + _index_record([(0, 6, start, 11)]) + _chunk_record(b"abc"))
-    assert _read_all(path) == (FileHeader(*VALID_FIELDS, config=b"xy"), [b"abc"])
+    assert _read_all(path) == (FileHeader(*VALID_FIELDS, config=b"xy", version=2), [b"abc"])
 
 
 @pytest.mark.parametrize(
@@ -243,6 +376,18 @@ def test_appended_header_fields_are_skipped(tmp_path):
         (_file(entries=[(0, 6, 67, 11)]), "chunk offset 67 at byte 50, expected 66"),
         (_file(entries=[(1, 5, 66, 11)]), "frames 1\\+5, expected 0\\+6"),
         (_file(_header_record((32, 16, 30, 1, 10_000_000, 1))), "1 GoPs, but 10000000 frames"),
+        (_file(_header_record(VALID_FIELDS, version=4)), r"version 4 \(this decoder reads 2 and 3\)"),
+        (_file(entries=[(0, 6, 66, 11, 0)], version=3), "chunk offset 66 at byte 50, expected 67"),
+        (
+            _file(entries=[(0, 6, 67, 11, 0x02)], version=3),
+            r"^GoP 0 \(frames 0-5\): reserved flag bits set in flags 0x02 at byte 62$",
+        ),
+        (_file(entries=[(0, 6, 67, 11, 0x81)], version=3), "reserved flag bits set in flags 0x81 at byte 62"),
+        (
+            _file(entries=[(0, 6, 67, 11, 0x01)], version=3),
+            r"^GoP 0 \(frames 0-5\): predicted \(flags 0x01 at byte 62\), but GoP 0 must be a key GoP$",
+        ),
+        (_file(entries=[(0, 6, 67, 11)], version=3), "GoP index CRC mismatch at byte 63"),  # a version-2 index
     ],
 )
 def test_rejects_bad_headers_and_indexes(tmp_path, data, message):
@@ -314,6 +459,8 @@ def test_header_limits_are_checked_on_write():
         FileHeader(16385, 16, 30, 1, 10, 10)
     with pytest.raises(ValueError, match="config"):
         FileHeader(16, 16, 30, 1, 10, 10, bytes(MAX_CONFIG_BYTES + 1))
+    with pytest.raises(ValueError, match="version 4: this code reads and writes 2 and 3"):
+        FileHeader(16, 16, 30, 1, 10, 10, version=4)
 
 
 # Streams inside a chunk payload.
