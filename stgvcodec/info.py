@@ -14,7 +14,7 @@ from .memory import render_memory
 
 
 def describe(path: str | os.PathLike) -> dict:
-    """Header fields, per-GoP sizes and bits per stream kind of a .stgv file.
+    """Header fields, per-GoP sizes, kinds (key or predicted) and bits per stream kind of a .stgv file.
 
     Raises:
         BitstreamError: for a malformed file.
@@ -30,7 +30,8 @@ def describe(path: str | os.PathLike) -> dict:
             streams = stream_sizes(payload)
             for kind in STREAM_KINDS:
                 totals[kind] += streams[kind]
-            gops.append({"gop": index, "first_frame": entry.first_frame, "frames": entry.frame_count,
+            gops.append({"gop": index, "kind": "predicted" if entry.predicted else "key",
+                         "first_frame": entry.first_frame, "frames": entry.frame_count,
                          "gaussians": gaussian_count(payload), "bytes": entry.length, "streams": streams})  # fmt: skip
     pixels = header.width * header.height * header.frame_count
     payload = sum(totals.values())
@@ -38,6 +39,7 @@ def describe(path: str | os.PathLike) -> dict:
     bits["container"] = 8 * (size - payload)  # header, index, chunk lengths and CRCs
     return {
         "path": str(path),
+        "version": header.version,
         "bytes": size,
         "bpp": size * 8 / pixels,
         "width": header.width,
@@ -46,6 +48,7 @@ def describe(path: str | os.PathLike) -> dict:
         "frames": header.frame_count,
         "duration_seconds": float(header.frame_count / header.fps),
         "gop_size": header.gop_size,
+        "key_gops": sum(gop["kind"] == "key" for gop in gops),
         "decode_memory_bytes": max(
             (render_memory(header.height, header.width, gop["gaussians"], config) for gop in gops), default=0
         ),
@@ -65,9 +68,10 @@ def format_text(report: dict) -> str:
     """The report of describe() as aligned text: the model line lists the fields its encoding
     reads (the JSON report has them all)."""
     lines = [
-        f"{report['path']}: {report['bytes']} bytes, {report['bpp']:.4f} bpp",
+        f"{report['path']}: .stgv version {report['version']}, {report['bytes']} bytes, {report['bpp']:.4f} bpp",
         f"  video   {report['width']}x{report['height']}, {report['frames']} frames at {report['fps']} fps "
-        f"({_duration(report['duration_seconds'])}), GoPs of {report['gop_size']} ({len(report['gops'])} GoPs)",
+        f"({_duration(report['duration_seconds'])}), GoPs of {report['gop_size']} "
+        f"({len(report['gops'])} GoPs, {report['key_gops']} key)",
         f"  decode  about {report['decode_memory_bytes'] / 1e6:.0f} MB of working memory for rendering",
         "  model   " + ", ".join(f"{k}={v}" for k, v in ModelConfig(**report["model"]).used_fields().items()),
         "  bits per stream:",
@@ -81,10 +85,15 @@ def format_text(report: dict) -> str:
     for gop in report["gops"]:
         parts = " ".join(f"{labels.get(k, k)}={v}" for k, v in gop["streams"].items())
         lines.append(
-            f"    {gop['gop']:>4}  frames {gop['first_frame']}-{gop['first_frame'] + gop['frames'] - 1}  "
+            f"    {gop['gop']:>4}  {_KIND_LABELS[gop['kind']]}  "
+            f"frames {gop['first_frame']}-{gop['first_frame'] + gop['frames'] - 1}  "
             f"{gop['gaussians']:>7} Gaussians  {gop['bytes']:>8} bytes  {parts}"
         )
     return "\n".join(lines)
+
+
+_KIND_LABELS = {"key": "key ", "predicted": "pred"}
+"""Text column of a GoP's kind: a key GoP decodes on its own, a predicted one after GoP k-1."""
 
 
 def _duration(seconds: float) -> str:

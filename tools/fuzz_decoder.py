@@ -19,8 +19,9 @@ child process, so a crash is reported with the input that caused it (saved under
 
 Structure-aware mutation: libFuzzer's byte mutations rarely survive the container's CRCs, so the
 custom mutator splits a .stgv file into header, chunks and each chunk's streams, mutates one of
-them (bytes through libFuzzer, or a PARAMS number replaced by NaN, inf, a bound or an extreme
-integer), and writes the file again with every length, offset and CRC made consistent. One
+them (bytes through libFuzzer, a PARAMS number replaced by NaN, inf, a bound or an extreme
+integer, or an index entry's frames or, in version 3, its flags), and writes the file again with
+every length, offset and CRC made consistent. One
 mutation in six leaves the framing as it is, so the framing checks are fuzzed as well.
 
 Corpus (tests/fuzz_corpus): seeds/*.stgv are tiny encodes made by --make-seeds; regressions/stgv/
@@ -545,7 +546,9 @@ def _selftest(data: bytes) -> None:
 # Structure-aware mutation of .stgv files.
 
 _U32 = struct.Struct("<I")
-_ENTRY = struct.Struct("<IIQI")
+_ENTRY = struct.Struct("<IIQI")  # first frame, frame count, offset, length; version 3 adds a flags byte
+_FLAG_VALUES = [0, 1, 2, 3, 0x80, 0xFF]
+"""Flags bytes the mutator writes: key, predicted, and reserved bits set."""
 
 
 @dataclass
@@ -555,6 +558,12 @@ class Layout:
     header: bytes  # magic, version, body length, body (the CRC is recomputed)
     frames: list[tuple[int, int]]  # (first frame, frame count) of each index entry
     payloads: list[bytes] = field(default_factory=list)
+    flags: list[int] = field(default_factory=list)  # flags byte of each index entry (version 3 only)
+
+
+def _entry_size(header: bytes) -> int:
+    """Bytes of an index entry: 21 (flags last) in a version-3 file, 20 otherwise."""
+    return _ENTRY.size + 1 if header[4:6] == b"\x03\x00" else _ENTRY.size
 
 
 def split_stgv(data: bytes) -> Layout | None:
@@ -566,12 +575,15 @@ def split_stgv(data: bytes) -> Layout | None:
     if at + 4 > len(data):
         return None
     count = _U32.unpack_from(data, at)[0]
-    if count > 4096 or at + 8 + count * _ENTRY.size > len(data):
+    size = _entry_size(data)
+    if count > 4096 or at + 8 + count * size > len(data):
         return None
     layout = Layout(bytes(data[: 10 + body]), [])
     for k in range(count):
-        first, frames, offset, length = _ENTRY.unpack_from(data, at + 4 + k * _ENTRY.size)
+        first, frames, offset, length = _ENTRY.unpack_from(data, at + 4 + k * size)
         layout.frames.append((first, frames))
+        if size > _ENTRY.size:
+            layout.flags.append(data[at + 4 + k * size + _ENTRY.size])
         payload = data[offset + 4 : offset + length - 4] if offset + length <= len(data) and length >= 8 else b""
         layout.payloads.append(bytes(payload))
     return layout
@@ -581,10 +593,12 @@ def join_stgv(layout: Layout) -> bytes:
     """A file with consistent framing: header CRC, index offsets, lengths and CRC, chunk CRCs."""
     header = layout.header + _U32.pack(zlib.crc32(layout.header))
     count = len(layout.frames)
-    offset = len(header) + 8 + count * _ENTRY.size
+    size = _entry_size(layout.header)
+    offset = len(header) + 8 + count * size
     entries = []
-    for (first, frames), payload in zip(layout.frames, layout.payloads):
-        entries.append(_ENTRY.pack(first, frames, offset, len(payload) + 8))
+    for k, ((first, frames), payload) in enumerate(zip(layout.frames, layout.payloads)):
+        flags = bytes([layout.flags[k] if k < len(layout.flags) else 0]) if size > _ENTRY.size else b""
+        entries.append(_ENTRY.pack(first, frames, offset, len(payload) + 8) + flags)
         offset += len(payload) + 8
     index = _U32.pack(count) + b"".join(entries)
     chunks = [_U32.pack(len(p)) + p + _U32.pack(zlib.crc32(p)) for p in layout.payloads]
@@ -664,6 +678,8 @@ def mutate_stgv(data: bytes, max_size: int, rng: random.Random, mutate) -> bytes
     elif choice < 0.92:
         other = rng.randrange(len(layout.payloads))
         layout.payloads[k] = layout.payloads[other]
+    elif layout.flags and rng.random() < 0.5:  # version 3 only, so version-2 mutations stay as they were
+        layout.flags[k] = rng.choice(_FLAG_VALUES)
     else:
         first, frames = layout.frames[k]
         first, frames = rng.choice([first, first + 1, 0]), rng.choice([frames, frames + 1, 1, 0])

@@ -12,12 +12,13 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import fuzz_decoder
 import pytest
 
-from stgvcodec.bitstream import BitstreamError, StgvReader
+from stgvcodec.bitstream import BitstreamError, Chunk, StgvReader, write_stgv
 from stgvcodec.bitstream.gop import decode_gop
 from stgvcodec.bitstream.model_config import unpack_model_config
 from stgvcodec.decode import tensor_sizes
@@ -68,6 +69,34 @@ def test_split_and_join_round_trip():
         assert fuzz_decoder.join_stgv(layout) == data
         for payload in layout.payloads:
             assert fuzz_decoder.join_streams(fuzz_decoder.split_streams(payload)) == payload
+
+
+def test_split_and_join_handle_version_3(tmp_path):
+    """The seeds are version-2 files; a version-3 file (21-byte index entries, flags last) splits,
+    joins back byte for byte, and its flags are mutated with the framing kept consistent."""
+    for seed in SEEDS:
+        with StgvReader(seed) as reader:
+            header = replace(reader.header, version=3)
+            chunks = [reader.read_chunk(0)] + [Chunk(reader.read_chunk(k), True) for k in range(1, len(reader.gops))]
+        if len(chunks) > 1:
+            break
+    write_stgv(tmp_path / "v3.stgv", header, chunks)
+    data = (tmp_path / "v3.stgv").read_bytes()
+    layout = fuzz_decoder.split_stgv(data)
+    assert layout.flags == [0] + [1] * (len(chunks) - 1)
+    assert fuzz_decoder.join_stgv(layout) == data
+    assert fuzz_decoder.split_stgv(seed.read_bytes()).flags == []
+
+    rng = random.Random(3)
+    mutate = lambda data, size: fuzz_decoder._random_bytes(data, size, rng)  # noqa: E731
+    flag_rejections = 0
+    for _ in range(200):
+        (tmp_path / "m.stgv").write_bytes(fuzz_decoder.mutate_stgv(data, 1 << 15, rng, mutate))
+        try:
+            StgvReader(tmp_path / "m.stgv").close()
+        except BitstreamError as error:
+            flag_rejections += "flag" in str(error) or "GoP 0 must be a key GoP" in str(error)
+    assert flag_rejections > 0
 
 
 def test_structured_mutations_pass_the_framing_checks():
