@@ -151,8 +151,9 @@ class RateModel:
 
 
 def container_bits(config_bytes: int, gop_count: int) -> int:
-    """Bits of the file header, GoP index and chunk framing (bitstream_spec.md, container)."""
-    return 8 * (64 + config_bytes + 24 * gop_count)
+    """Bits of the file header (38 bytes and the configuration), the GoP index (8 bytes and 21 per
+    GoP) and the chunk framing (8 bytes per GoP): bitstream_spec.md, sections 3, 5 and 6."""
+    return 8 * (46 + config_bytes + 29 * gop_count)
 
 
 def settings_for_budget(bits: float, encoding: Encoding = "hash") -> Rung:
