@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .bitstream import StgvReader
-from .bitstream.gop import STREAM_KINDS, gaussian_count, stream_sizes
+from .bitstream.gop import STREAM_KINDS, gaussian_count, keep_counts, stream_sizes
 from .bitstream.model_config import unpack_model_config
 from .config import ModelConfig
 from .memory import render_memory
@@ -30,9 +30,13 @@ def describe(path: str | os.PathLike) -> dict:
             streams = stream_sizes(payload)
             for kind in STREAM_KINDS:
                 totals[kind] += streams[kind]
-            gops.append({"gop": index, "kind": "predicted" if entry.predicted else "key",
-                         "first_frame": entry.first_frame, "frames": entry.frame_count,
-                         "gaussians": gaussian_count(payload), "bytes": entry.length, "streams": streams})  # fmt: skip
+            gop = {"gop": index, "kind": "predicted" if entry.predicted else "key",
+                   "first_frame": entry.first_frame, "frames": entry.frame_count,
+                   "gaussians": gaussian_count(payload), "bytes": entry.length, "streams": streams}  # fmt: skip
+            if entry.predicted:  # PARAMS counts the new Gaussians; the kept ones come from the reference
+                reference, kept, copied = keep_counts(payload)
+                gop.update(new=gop["gaussians"], gaussians=gop["gaussians"] + kept, reference=reference, kept=kept, copied=copied)
+            gops.append(gop)
     pixels = header.width * header.height * header.frame_count
     payload = sum(totals.values())
     bits = {kind: 8 * value for kind, value in totals.items()}
@@ -87,13 +91,20 @@ def format_text(report: dict) -> str:
         lines.append(
             f"    {gop['gop']:>4}  {_KIND_LABELS[gop['kind']]}  "
             f"frames {gop['first_frame']}-{gop['first_frame'] + gop['frames'] - 1}  "
-            f"{gop['gaussians']:>7} Gaussians  {gop['bytes']:>8} bytes  {parts}"
+            f"{gop['gaussians']:>7} Gaussians  {gop['bytes']:>8} bytes  {parts}{_kept(gop)}"
         )
     return "\n".join(lines)
 
 
 _KIND_LABELS = {"key": "key ", "predicted": "pred"}
 """Text column of a GoP's kind: a key GoP decodes on its own, a predicted one after GoP k-1."""
+
+
+def _kept(gop: dict) -> str:
+    """What a predicted GoP kept of its reference, for the text."""
+    if gop["kind"] != "predicted":
+        return ""
+    return f"  (of {gop['reference']}: {gop['copied']} copied, {gop['kept'] - gop['copied']} updated; {gop['new']} new)"
 
 
 def _duration(seconds: float) -> str:

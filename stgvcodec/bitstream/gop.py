@@ -422,6 +422,21 @@ def gaussian_count(payload: bytes | memoryview) -> int:
     raise BitstreamError("GoP payload: no parameter stream")
 
 
+def keep_counts(payload: bytes | memoryview) -> tuple[int, int, int]:
+    """(reference Gaussians, kept, copied) of a predicted GoP's payload, read from its PREDICTION
+    and KEEP streams alone (the payload's other streams are not decoded).
+
+    Raises:
+        BitstreamError: for a payload without a readable PREDICTION or KEEP stream.
+    """
+    streams = dict(unpack_streams(payload))
+    if Stream.PREDICTION not in streams or Stream.KEEP not in streams or len(streams[Stream.PREDICTION]) != _PREDICTION.size:
+        raise BitstreamError("GoP payload: no prediction streams")
+    reference = _PREDICTION.unpack(streams[Stream.PREDICTION])[0]
+    keep, _ = decode_symbols(streams[Stream.KEEP], 0, max_count=reference)
+    return reference, int(np.count_nonzero(keep != Keep.DROPPED)), int(np.count_nonzero(keep == Keep.COPIED))
+
+
 def _stream_starts(streams: list[tuple[int, memoryview]], base: int) -> list[int]:
     """Where each stream's data start, counting from `base` (the streams as unpack_streams found them)."""
     starts, offset = [], base

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from stgvcodec.bitstream import Chunk, FileHeader, write_stgv
-from stgvcodec.bitstream.gop import GopRecord, encode_gop
+from stgvcodec.bitstream.gop import GopRecord, Prediction, encode_gop
 from stgvcodec.bitstream.model_config import pack_model_config
 from stgvcodec.cli import main
 from stgvcodec.config import ModelConfig
@@ -22,8 +22,9 @@ CONFIG = ModelConfig(encoding="positional", position_frequencies=2, width=8)
 HEADER = FileHeader(16, 8, 25, 1, frame_count=9, gop_size=3, config=pack_model_config(CONFIG))
 
 
-def _payload(count: int) -> bytes:
-    """A valid GoP payload of `count` Gaussians (info reads its stream sizes and PARAMS only)."""
+def _payload(count: int, prediction: Prediction | None = None) -> bytes:
+    """A valid GoP payload of `count` (new) Gaussians (info reads its stream sizes, PARAMS and a
+    predicted GoP's keep classes only)."""
     rng = np.random.default_rng(count)
     return encode_gop(
         GopRecord(
@@ -36,15 +37,20 @@ def _payload(count: int) -> bytes:
             tensor_symbols=[rng.integers(-7, 8, n).astype(np.int32) for n in tensor_sizes(CONFIG)],
             tensor_scales=[np.float32(0.01)] * len(tensor_sizes(CONFIG)),
             network_bits=4,
+            prediction=prediction,
         )
     )
+
+
+KEEP = Prediction(np.array([0, 1, 2, 1, 1], np.int32), np.full(8, 0.25, np.float32), np.ones((1, 8), np.int32))
+"""GoP 1 against GoP 0's 5 Gaussians: one dropped, three copied, one updated."""
 
 
 @pytest.fixture
 def mixed(tmp_path):
     """Version 3: GoP 0 key, GoP 1 predicted, GoP 2 key."""
     path = tmp_path / "mixed.stgv"
-    write_stgv(path, HEADER, [_payload(5), Chunk(_payload(6), predicted=True), Chunk(_payload(7))])
+    write_stgv(path, HEADER, [_payload(5), Chunk(_payload(2, KEEP), predicted=True), Chunk(_payload(7))])
     return path
 
 
@@ -53,17 +59,18 @@ def test_report_gives_the_version_and_each_gops_kind(mixed, tmp_path):
     assert report["version"] == 3 and report["key_gops"] == 2
     assert [(gop["gop"], gop["kind"], gop["gaussians"]) for gop in report["gops"]] == [
         (0, "key", 5),
-        (1, "predicted", 6),
+        (1, "predicted", 6),  # 4 kept and 2 new
         (2, "key", 7),
     ]
+    assert {k: report["gops"][1][k] for k in ("reference", "kept", "copied", "new")} == dict(reference=5, kept=4, copied=3, new=2)
     assert json.loads(CliRunner().invoke(main, ["info", str(mixed), "--json"]).output) == report
 
     old = tmp_path / "old.stgv"
-    write_stgv(old, replace(HEADER, version=2), [_payload(5), _payload(6), _payload(7)])
+    write_stgv(old, replace(HEADER, version=2), [_payload(5), _payload(2), _payload(7)])
     report = describe(old)
     assert report["version"] == 2 and report["key_gops"] == 3
     assert [gop["kind"] for gop in report["gops"]] == ["key"] * 3
-    assert report["bytes"] == mixed.stat().st_size - 3  # one flags byte per GoP in version 3
+    assert report["bytes"] < mixed.stat().st_size
 
 
 def test_text_shows_the_version_and_a_kind_column(mixed):
@@ -79,3 +86,4 @@ def test_text_shows_the_version_and_a_kind_column(mixed):
         ["2", "key", "frames"],
     ]
     assert len({line.index("frames") for line in gop_lines}) == 1  # the column keeps the lines aligned
+    assert gop_lines[1].endswith("(of 5: 3 copied, 1 updated; 2 new)")
