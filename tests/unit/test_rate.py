@@ -104,3 +104,37 @@ def test_rate_plan_takes_the_rung_from_the_encodings_ladder(encoding):
     assert rung == default and control.gaussians(0, 10) == 100
     with pytest.raises(ValueError, match="unknown encoding"):
         ladder("fourier")
+
+
+def test_bitrate_target_shares_bits_by_gop_kind_and_prices_kept_gaussians_apart():
+    from types import SimpleNamespace
+
+    from stgvcodec.encoder.rate import KEY_WEIGHT, PREDICTED_BITS_PER_REFERENCE, container_bits
+
+    rung = RUNGS[-1]
+    keys = [True, False, False]
+    control = BitrateTarget(0.5, VIDEO, rung, keys)
+    fixed = RateModel.fixed_bits(rung)
+    per_gaussian = RateModel.bits_per_gaussian(rung)
+    left = 0.5 * VIDEO.pixels - container_bits(20, 3)
+    key_budget = left * 10 * KEY_WEIGHT / (10 * KEY_WEIGHT + 20)
+    assert control.gaussians(0, 10) == int((key_budget - fixed) / per_gaussian)
+
+    # GoP 0 cost 6,000 bits; GoP 1 is predicted from its 100 Gaussians.
+    control.record(100, 750, 250, psnr=30.0)
+    budget = (0.5 * VIDEO.pixels - control.spent_bits) / 2 - 8 * 250
+    per_gaussian = 8 * 500 / 100
+    keep_all = 100 * PREDICTED_BITS_PER_REFERENCE
+    assert control.gaussians(10, 10, reference=100) == int(100 + (budget - keep_all) / per_gaussian)
+
+    # It kept all 100 for 800 bits of prediction streams and added 20 new ones.
+    report = SimpleNamespace(predicted=True, stream_bytes={"prediction": 100}, reference_gaussians=100, kept=100)
+    control.record(120, 600, 250, psnr=31.0, report=report)
+    assert (control.reference_bits, control.reference_count) == (800, 100)
+    assert control.gaussian_count == 120 and control.gaussian_bits == 8 * 500 + 8 * 350 - 800
+    # Too few bits to keep every reference Gaussian: it keeps what the budget buys at 8 bits each.
+    poor = BitrateTarget(0.5, VIDEO, rung, keys)
+    poor.record(100, 750, 250, psnr=30.0)
+    poor.record(120, 600, 250, psnr=31.0, report=report)
+    poor.spent_bits = 0.5 * VIDEO.pixels - 8 * 250 - 8 * 100 * 4  # 3,200 bits past the fixed cost
+    assert poor.gaussians(20, 10, reference=1000) == 400
