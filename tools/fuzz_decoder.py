@@ -744,8 +744,11 @@ SEED_ENCODES = {
     "hash-odd-size": dict(model=dict(log2_table_size=4, levels=2, width=4, temporal_features=1, spatial_features=1,
                                      time_frequencies=1), quant=dict(codebook_size=16, network_bits=5),
                           size=(5, 11), frames=3, gop=3),
+    "hash-predicted": dict(model=dict(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1),
+                           quant=dict(codebook_size=8), size=(12, 16), frames=9, gop=3),
 }  # fmt: skip
-"""Tiny encodes: every encoding, several precisions and codebooks, odd sizes, one to two GoPs."""
+"""Tiny encodes: every encoding, several precisions and codebooks, odd sizes, one to three GoPs
+(hash-predicted: a key GoP and two predicted ones)."""
 
 
 def make_seeds(folder: Path) -> list[Path]:
