@@ -5,6 +5,7 @@ says how to regenerate on purpose."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,8 +13,12 @@ import make_conformance as tool
 import numpy as np
 import pytest
 
+from stgvcodec.bitstream import StgvReader
+
 HERE = Path(__file__).resolve().parent
 MANIFEST = json.loads((HERE / tool.MANIFEST).read_text())
+VERSION_2 = HERE / "v2" / "hash_p8.json"
+"""A version-2 file kept from before version 3, with its frames' digests (v2/hash_p8.json says more)."""
 VECTORS = {vector["name"]: vector for vector in MANIFEST["vectors"]}
 REGENERATE = (
     "if the decoder's arithmetic changed on purpose, run `python tools/make_conformance.py --keep-streams` "
@@ -114,6 +119,22 @@ def test_the_tool_rewrites_the_stored_manifest_from_the_stored_streams(tmp_path)
                 ours = np.fromfile(tmp_path / entry["file"], dtype="<f4")
                 stored = np.fromfile(HERE / entry["file"], dtype="<f4")
                 _assert_close(ours, stored, kind in tool.EXACT_DUMPS, f"vector {vector['name']}, {entry['file']}")
+
+
+def test_a_version_2_file_still_decodes_to_its_frames(tmp_path):
+    """The decoder reads version 2 (no flags in the GoP index, every GoP a key GoP): the kept file
+    decodes, as `stgv decode` does, to exactly the frames its version-2 manifest entry recorded."""
+    stored = json.loads(VERSION_2.read_text())
+    path = VERSION_2.parent / stored["file"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == stored["sha256"], f"{path} is not the stored file"
+    with StgvReader(path) as reader:
+        assert reader.header.version == stored["bitstream_version"] == 2
+        assert not any(entry.predicted for entry in reader.gops)
+    frames = tool.decoded_frames(path, tmp_path)
+    assert frames.shape == (stored["frames"], stored["height"], stored["width"], 3)
+    digests, whole = tool.frame_digests(frames)
+    assert digests == stored["frame_sha256"], f"{path}: version 2 no longer decodes to the frames it did"
+    assert whole == stored["video_sha256"]
 
 
 def test_encoding_a_vector_again_gives_the_same_bytes(tmp_path):
