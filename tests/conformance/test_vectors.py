@@ -14,6 +14,11 @@ import numpy as np
 import pytest
 
 from stgvcodec.bitstream import StgvReader
+from stgvcodec.bitstream.gop import Keep, decode_gop
+from stgvcodec.bitstream.model_config import unpack_model_config
+from stgvcodec.decode import tensor_sizes
+from stgvcodec.quant.colours import dequantize_colours
+from stgvcodec.quant.quantizers import dequantize_cholesky
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = json.loads((HERE / tool.MANIFEST).read_text())
@@ -78,6 +83,48 @@ def test_decoder_intermediates_match_the_stored_dumps(name):
             where = f"vector {name}, GoP {stored_gop['gop']}, dump {kind} ({entry['file']})"
             assert ours.shape == stored.shape, f"{where}: shape {list(ours.shape)}, stored {entry['shape']}"
             _assert_close(ours, stored, kind in tool.EXACT_DUMPS, where)
+
+
+GAUSSIAN_DUMPS = ("means", "cholesky", "colours")
+
+
+def _dump(gop: dict, kind: str) -> np.ndarray:
+    entry = gop["dumps"][kind]
+    return np.fromfile(HERE / entry["file"], dtype="<f4").reshape(entry["shape"])
+
+
+def test_a_predicted_gops_gaussian_dumps_are_the_kept_reference_gaussians_then_the_new_ones():
+    """What the manifest's gaussian_order says, rebuilt from the payload and the previous GoP's dumps
+    without the decoder's canonical_gaussians: a predicted GoP's means, cholesky and colours dumps
+    hold the reference Gaussians it keeps, in order, an updated one as float32(r + float32(q * step)),
+    then its own (new) Gaussians dequantized as a key GoP's. Bit for bit."""
+    checked = 0
+    for vector in VECTORS.values():
+        with StgvReader(_path(vector)) as reader:
+            sizes = tensor_sizes(unpack_model_config(reader.header.config))
+            for previous, gop in zip(vector["gops"], vector["gops"][1:]):
+                if not gop["predicted"]:
+                    continue
+                record = decode_gop(reader.read_chunk(gop["gop"]), sizes, reference=previous["gaussians"])
+                prediction = record.prediction
+                kept = np.concatenate([_dump(previous, kind) for kind in GAUSSIAN_DUMPS], axis=-1)  # [N_ref, 8]
+                updated = prediction.keep == Keep.UPDATED
+                kept[updated] += prediction.residuals.astype(np.float32) * prediction.steps
+                new = np.concatenate(
+                    [
+                        record.means.astype(np.float32),
+                        dequantize_cholesky(record.cholesky_symbols, record.cholesky_gamma, record.cholesky_beta),
+                        dequantize_colours(record.colour_indices, record.codebooks),
+                    ],
+                    axis=-1,
+                )
+                expected = np.concatenate([kept[prediction.keep != Keep.DROPPED], new])
+                dumped = np.concatenate([_dump(gop, kind) for kind in GAUSSIAN_DUMPS], axis=-1)
+                where = f"vector {vector['name']}, GoP {gop['gop']}, dumps {', '.join(GAUSSIAN_DUMPS)}"
+                assert dumped.shape == expected.shape, f"{where}: {len(dumped)} Gaussians, {len(expected)} expected"
+                _assert_close(dumped, expected, True, where)
+                checked += 1
+    assert checked, "no vector has a predicted GoP"
 
 
 def _assert_close(ours: np.ndarray, stored: np.ndarray, exact: bool, where: str) -> None:
