@@ -5,9 +5,11 @@ their decoded frames, and float32 dumps of what the decoder computes on the way.
     python tools/make_conformance.py --keep-streams   # keep the .stgv files, redo digests, dumps, manifest
     python tools/make_conformance.py --out DIR        # write into DIR instead
 
-    VECTORS_LIST --api.encode (the real encoder, tiny step counts, fixed seeds; GoPs listed in
-                 `empty_gops` replaced by a hand-built GopRecord with N = 0)--> vectors/NAME.stgv
-    NAME.stgv --read_gop, gop_model, gop_batches (stgvcodec.decode, CPU backend)--> vectors/NAME/gopK.KIND.f32
+    VECTORS_LIST --api.encode (the real encoder, tiny step counts, fixed seeds, --keyint; GoPs listed in
+                 `empty_gops` replaced by a hand-built GopRecord with N = 0, those in `drop_gops` by their
+                 Prediction edited by hand: some Gaussians dropped, new ones)--> vectors/NAME.stgv
+    NAME.stgv --read_gop (GoPs in order, each predicted one against the previous GoP's canonical
+              Gaussians), gop_model, gop_batches (stgvcodec.decode, CPU backend)--> vectors/NAME/gopK.KIND.f32
               --stgvcodec.decode.decode (as `stgv decode`, CPU) into PNGs--> SHA-256 of each frame and of all
     all of it, with which streams are RAW and which ANS --> manifest.json
 
@@ -35,11 +37,19 @@ import numpy as np
 import stgvcodec  # noqa: F401  (before torch: it sets how OpenMP threads wait)
 import torch
 
-from stgvcodec.bitstream import FORMAT_VERSION, StgvReader, unpack_streams, write_stgv
-from stgvcodec.bitstream.gop import GopRecord, Stream, encode_gop, network_levels
+from stgvcodec.bitstream import Chunk, StgvReader, unpack_streams, write_stgv
+from stgvcodec.bitstream.gop import (
+    RESIDUAL_ATTRIBUTES,
+    GopRecord,
+    Keep,
+    Prediction,
+    Stream,
+    encode_gop,
+    network_levels,
+)
 from stgvcodec.bitstream.model_config import unpack_model_config
 from stgvcodec.config import FitConfig, ModelConfig
-from stgvcodec.decode import gop_batches, gop_model, read_gop, tensor_sizes
+from stgvcodec.decode import Canonical, gop_batches, gop_model, read_gop, tensor_sizes
 from stgvcodec.entropy import SymbolCoding
 from stgvcodec.entropy.varint import read_uvarint
 from stgvcodec.io import VideoWriter, read_frames
@@ -73,8 +83,15 @@ class Vector:
     rvq_stages: int
     codebook_size: int
     seed: int
+    keyint: int = 1
+    """The encoder's --keyint, in frames: 1 makes every GoP a key GoP; GoPs between key GoPs are
+    predicted where the fit starts warm (check with file_facts: the GoP index says)."""
     empty_gops: tuple[int, ...] = ()
     """GoPs whose chunk is replaced by a hand-built one with N = 0 (the encoder never writes one)."""
+    drop_gops: tuple[int, ...] = ()
+    """Predicted GoPs whose chunk is replaced by their record with some reference Gaussians dropped and
+    new Gaussians added (_drop_and_add): with a fixed Gaussian count the encoder keeps every reference
+    Gaussian and adds none."""
 
 
 FIT = FitConfig(init_steps=12, deform_steps=24, lr_network=2e-2, lr_network_final=1e-2)
@@ -124,12 +141,24 @@ VECTORS_LIST: list[Vector] = [
                           time_frequencies=2, width=4),
         gaussians=1, network_bits=3, rvq_stages=1, codebook_size=4, seed=5, empty_gops=(1,),
     ),
+    Vector(
+        name="hash_p8_predicted",
+        covers="predicted GoPs (--keyint 6 over GoPs of 3 frames: key, predicted, key, predicted) with copied and "
+        "updated Gaussians; in GoP 3, edited by hand, dropped and new ones too; a hash grid at P = 8",
+        width=24, height=16, frames=12, gop_size=3, keyint=6,
+        model=ModelConfig(levels=4, log2_table_size=6, base_resolution=4, per_level_scale=2.0, width=8),
+        gaussians=60, network_bits=8, rvq_stages=2, codebook_size=16, seed=9, drop_gops=(3,),
+    ),
 ]  # fmt: skip
 
 DUMPS: dict[str, tuple[str, str]] = {
-    "means": ("[N, 2]", "dequantized canonical positions mu (NDC, x then y), float32 of the stored binary16 (8.2)"),
-    "cholesky": ("[N, 3]", "dequantized Cholesky factors (l1, l2, l3) = float32(q) * gamma + beta per channel (8.2)"),
-    "colours": ("[N, 3]", "dequantized colours: the RVQ stages' codebook vectors summed in stage order (8.2)"),
+    "means": ("[N, 2]", "canonical positions mu (NDC, x then y): of a stored Gaussian, float32 of the stored "
+              "binary16 (8.2); of a predicted GoP's kept one, its reference's value, plus residual x step if "
+              "updated (8.3)"),
+    "cholesky": ("[N, 3]", "canonical Cholesky factors (l1, l2, l3): of a stored Gaussian float32(q) * gamma + beta "
+                 "per channel (8.2); of a kept one as for means (8.3)"),
+    "colours": ("[N, 3]", "canonical colours: of a stored Gaussian the RVQ stages' codebook vectors summed in stage "
+                "order (8.2); of a kept one as for means (8.3)"),
     "network": ("[E]", "dequantized network tensors float32(q) * scale, in stream order, each row-major (8.2, 11.3); "
                 "`tensors` gives each one's name, shape and offset"),  # fmt: skip
     "mlp_input": ("[T, N, D]", "the MLP's input [f_n(t), gamma(t)] for every frame t and Gaussian n (11, steps 2-3)"),
@@ -138,8 +167,13 @@ DUMPS: dict[str, tuple[str, str]] = {
     "sums": ("[T, H, W, 3]", "the renderer's sum of colour * weight for every frame, pixel row, pixel column and "
              "channel (R, G, B), before clamping and rounding (12)"),  # fmt: skip
 }
-"""Per GoP k, vectors/NAME/gop{k}.{kind}.f32: shape (N Gaussians in stream order, T frames of the GoP,
-E network weights, D MLP inputs) and meaning, with the bitstream_spec.md sections."""
+"""Per GoP k, vectors/NAME/gop{k}.{kind}.f32: shape (N canonical Gaussians, GAUSSIAN_ORDER; T frames of
+the GoP, E network weights, D MLP inputs) and meaning, with the bitstream_spec.md sections."""
+GAUSSIAN_ORDER = (
+    "N: the GoP's canonical Gaussians, those the decoder renders, in its order: a key GoP's stored Gaussians in "
+    "stream order (8.1); a predicted GoP's kept reference Gaussians (copied or updated) in the reference's order, "
+    "then its stored (new) Gaussians in stream order (8.3)"
+)
 
 COVERAGE = {
     "encoding hash": lambda v: v["encoding"] == "hash",
@@ -161,6 +195,18 @@ COVERAGE = {
     "an ANS stream of network symbols": lambda v: _any_stream(v, lambda s: s["mode"] == "ANS" and s["id"] >= 64),
     "hash grids with dense and hashed levels in 2D and 3D": lambda v: v["encoding"] == "hash"
     and all(len(set(v["hash_levels_dense"][grid])) == 2 for grid in ("2d", "3d")),
+    "a predicted GoP": lambda v: any(g["predicted"] for g in v["gops"]),
+    "a key GoP after a predicted GoP": lambda v: any(
+        a["predicted"] and not b["predicted"] for a, b in zip(v["gops"], v["gops"][1:])
+    ),
+    "a KEEP stream": lambda v: _any_stream(v, lambda s: s["id"] == Stream.KEEP and s["symbols"] > 0),
+    "RESIDUAL streams (updated Gaussians)": lambda v: any(
+        all(_stream(g, Stream.RESIDUAL + k)["symbols"] for k in range(len(RESIDUAL_ATTRIBUTES))) for g in _predicted(v)
+    ),
+    "a COPIED Gaussian": lambda v: any(g["prediction"]["copied"] for g in _predicted(v)),
+    "an UPDATED Gaussian": lambda v: any(g["prediction"]["updated"] for g in _predicted(v)),
+    "a DROPPED Gaussian": lambda v: any(g["prediction"]["dropped"] for g in _predicted(v)),
+    "new Gaussians in a predicted GoP": lambda v: any(g["prediction"]["new"] for g in _predicted(v)),
 }
 """What the set of vectors must exercise, each tested on what file_facts() reads from a file (manifest
 entries hold the same fields). Every item must hold for at least one vector."""
@@ -168,6 +214,14 @@ entries hold the same fields). Every item must hold for at least one vector."""
 
 def _any_stream(vector: dict, test) -> bool:
     return any(test(stream) for gop in vector["gops"] for stream in gop["streams"])
+
+
+def _stream(gop: dict, stream_id: int) -> dict:
+    return next(stream for stream in gop["streams"] if stream["id"] == stream_id)
+
+
+def _predicted(vector: dict) -> list[dict]:
+    return [gop for gop in vector["gops"] if gop["predicted"]]
 
 
 def _pattern(frames: int, height: int, width: int, seed: int) -> np.ndarray:
@@ -217,17 +271,85 @@ def encode_vector(vector: Vector, folder: Path, work: Path) -> Path:
     output = folder / f"{vector.name}.stgv"
     quant = QuantConfig(steps=QAT_STEPS, rvq_stages=vector.rvq_stages, codebook_size=vector.codebook_size,
                         network_bits=vector.network_bits, lr_network=FIT.lr_network_final)  # fmt: skip
-    encode(clip, output, gaussians=vector.gaussians, gop_size=vector.gop_size, device="cpu", seed=vector.seed,
-           quant=quant, model=vector.model, fit=FIT, quiet=True)  # fmt: skip
-    if vector.empty_gops:
-        with StgvReader(output) as reader:
-            header = reader.header
-            chunks = [bytes(reader.read_chunk(k)) for k in range(len(reader.gops))]
-        config = unpack_model_config(header.config)
-        for k in vector.empty_gops:
-            chunks[k] = _empty_payload(config, vector)
-        write_stgv(output, header, chunks)
+    encode(clip, output, gaussians=vector.gaussians, gop_size=vector.gop_size, keyint=vector.keyint, device="cpu",
+           seed=vector.seed, quant=quant, model=vector.model, fit=FIT, quiet=True)  # fmt: skip
+    if vector.empty_gops or vector.drop_gops:
+        _edit_gops(output, vector)
     return output
+
+
+def _edit_gops(path: Path, vector: Vector) -> None:
+    """Rewrites `path` with the GoPs of `empty_gops` and `drop_gops` replaced by hand-built chunks;
+    the other chunks and every GoP's key or predicted flag stay as the encoder wrote them.
+
+    Raises:
+        RuntimeError: when a GoP of drop_gops is a key GoP (the fit started cold), or a replaced GoP
+            is the reference of a predicted GoP (whose reference count would no longer match).
+    """
+    with StgvReader(path) as reader:
+        header = reader.header
+        config = unpack_model_config(header.config)
+        sizes = tensor_sizes(config)
+        entries = reader.gops
+        chunks, reference = [], None
+        for k, entry in enumerate(entries):
+            record, canonical = read_gop(reader, k, sizes, reference)
+            if (k in vector.empty_gops or k in vector.drop_gops) and k + 1 < len(entries) and entries[k + 1].predicted:
+                raise RuntimeError(f"{vector.name}: GoP {k + 1} is predicted from GoP {k}, which is replaced by hand")
+            if k in vector.empty_gops:
+                chunks.append(Chunk(_empty_payload(config, vector)))
+            elif k in vector.drop_gops:
+                if not entry.predicted:
+                    raise RuntimeError(f"{vector.name}: GoP {k} came out a key GoP (its fit started cold)")
+                chunks.append(Chunk(encode_gop(_drop_and_add(record, reference, vector)), predicted=True))
+            else:
+                chunks.append(Chunk(bytes(reader.read_chunk(k)), entry.predicted))
+            reference = canonical
+    write_stgv(path, header, chunks)
+
+
+DROP_EVERY = 5
+"""In a GoP of `drop_gops`, reference Gaussians 0, 5, 10, ... are dropped."""
+NEW_GAUSSIANS = 3
+"""In a GoP of `drop_gops`, how many of the dropped Gaussians come back as new Gaussians."""
+
+
+def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector) -> GopRecord:
+    """A predicted GoP's record with reference Gaussians 0, DROP_EVERY, 2 DROP_EVERY, ... dropped
+    (their residual rows removed if they were updated) and the first NEW_GAUSSIANS of them coded again
+    as new Gaussians, as a key GoP codes its own: float16 positions, Cholesky symbols on a step and
+    offset that span their factors, colours as entries of the first codebook (the other stages' entry
+    0, zero). The network and the other kept Gaussians are the encoder's.
+
+    Args:
+        record: the predicted GoP's record as decoded (read_gop).
+        reference: the canonical Gaussians of the GoP before it.
+    """
+    keep = record.prediction.keep.copy()
+    dropped = np.arange(0, len(keep), DROP_EVERY)
+    updated = np.flatnonzero(keep == Keep.UPDATED)
+    residuals = record.prediction.residuals[~np.isin(updated, dropped)]
+    keep[dropped] = Keep.DROPPED
+    new = dropped[:NEW_GAUSSIANS]
+    means, cholesky, colours = (np.asarray(values, np.float32)[new] for values in reference)
+    low = cholesky.min(0)
+    gamma = np.maximum((cholesky.max(0) - low) / 255, 1e-3).astype(np.float32)
+    codebooks = np.zeros((vector.rvq_stages, vector.codebook_size, 3), np.float16)
+    codebooks[0, : len(new)] = colours
+    indices = np.zeros((len(new), vector.rvq_stages), np.int32)
+    indices[:, 0] = np.arange(len(new))
+    return GopRecord(
+        means=means.astype(np.float16),
+        cholesky_symbols=np.clip(np.rint((cholesky - low) / gamma), 0, 255).astype(np.int32),
+        cholesky_gamma=gamma,
+        cholesky_beta=low.astype(np.float32),
+        colour_indices=indices,
+        codebooks=codebooks,
+        tensor_symbols=record.tensor_symbols,
+        tensor_scales=record.tensor_scales,
+        network_bits=record.network_bits,
+        prediction=Prediction(keep, record.prediction.steps, residuals),
+    )
 
 
 @dataclass
@@ -301,15 +423,18 @@ def frame_digests(frames: np.ndarray) -> tuple[list[str], str]:
 
 def stream_table(payload: bytes | memoryview) -> list[dict]:
     """Id, name, bytes, and for coded streams mode, symbol count, RAW width or ANS alphabet size,
-    of each stream of a GoP payload (read from the stream headers, bitstream_spec.md section 9)."""
+    of each stream of a GoP payload (read from the stream headers, bitstream_spec.md section 9).
+    PARAMS and PREDICTION are fixed records, not coded symbols: mode None."""
     table = []
     for stream_id, view in unpack_streams(payload):
-        if Stream.COLOUR <= stream_id < Stream.HASH:
+        if Stream.COLOUR <= stream_id < Stream.PREDICTION:
             name = f"COLOUR_{stream_id - Stream.COLOUR}"  # RVQ stage k has id COLOUR + k
+        elif Stream.RESIDUAL <= stream_id < Stream.HASH:
+            name = f"RESIDUAL_{RESIDUAL_ATTRIBUTES[stream_id - Stream.RESIDUAL].upper()}"  # attribute k: RESIDUAL + k
         else:
             name = Stream(stream_id).name
         row = dict(id=stream_id, name=name, bytes=len(view), mode=None, symbols=None, width=None, alphabet=None)
-        if stream_id != Stream.PARAMS:
+        if stream_id not in (Stream.PARAMS, Stream.PREDICTION):
             mode = SymbolCoding(view[0])
             count, at = read_uvarint(view, 1, "count")
             row.update(mode=mode.name, symbols=count)
@@ -336,8 +461,8 @@ def hash_levels_dense(config: ModelConfig) -> dict[str, list[bool]]:
 
 
 def file_facts(path: str | Path) -> dict:
-    """What a .stgv file holds, read from it: header fields, model, and per GoP its frames, sizes
-    and stream table (what COVERAGE tests)."""
+    """What a .stgv file holds, read from it: header fields, model, and per GoP its frames, whether
+    it is predicted and what its prediction keeps, sizes and stream table (what COVERAGE tests)."""
     data = Path(path).read_bytes()
     with StgvReader(path) as reader:
         header = reader.header
@@ -345,9 +470,11 @@ def file_facts(path: str | Path) -> dict:
         sizes = tensor_sizes(config)
         gops, reference = [], None
         for k, entry in enumerate(reader.gops):
+            references = len(reference[0]) if reference is not None else 0
             record, reference = read_gop(reader, k, sizes, reference)
             gops.append({
                 "gop": k, "first_frame": entry.first_frame, "frames": entry.frame_count,
+                "predicted": entry.predicted, "prediction": _prediction_counts(record, references),
                 "gaussians": len(reference[0]), "network_bits": record.network_bits,
                 "rvq_stages": record.codebooks.shape[0], "codebook_size": record.codebooks.shape[1],
                 "streams": stream_table(reader.read_chunk(k)),
@@ -356,6 +483,7 @@ def file_facts(path: str | Path) -> dict:
         "file": f"{VECTORS}/{Path(path).name}",
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
+        "version": header.version,
         "width": header.width,
         "height": header.height,
         "frames": header.frame_count,
@@ -366,6 +494,16 @@ def file_facts(path: str | Path) -> dict:
         "hash_levels_dense": hash_levels_dense(config),
         "gops": gops,
     }
+
+
+def _prediction_counts(record: GopRecord, references: int) -> dict | None:
+    """For a predicted GoP's record, its reference's Gaussian count and how many of them it drops,
+    copies and updates, and its new Gaussians; None for a key GoP."""
+    if record.prediction is None:
+        return None
+    keep = record.prediction.keep
+    counts = {kind.name.lower(): int(np.count_nonzero(keep == kind)) for kind in Keep}
+    return {"reference": references, **counts, "new": len(record.means)}
 
 
 def describe(vector: Vector, path: Path, work: Path, dumps_folder: Path) -> dict:
@@ -394,19 +532,28 @@ def missing_coverage(vectors: list[dict]) -> list[str]:
 
 
 EXACT_DUMPS = ("means", "cholesky", "colours", "network")
-"""Dumps of dequantization alone (one IEEE operation per value, bitstream_spec.md 8.2): every
-decoder computes them bit for bit."""
+"""Dumps of dequantization alone (one or two IEEE operations per value on stored numbers and the
+reference's, bitstream_spec.md 8.2 and 8.3): every decoder computes them bit for bit."""
 DUMP_TOLERANCE = 1e-5
 """The other dumps (network and renderer outputs) are compared within DUMP_TOLERANCE * max(1, |stored|)
 by tests/conformance/test_vectors.py: they localise a difference; the frames' digests decide."""
 
 
 def manifest(entries: list[dict]) -> dict:
+    """The manifest of the vectors `entries` (describe()).
+
+    Raises:
+        RuntimeError: when the files' headers give more than one bitstream version.
+    """
+    versions = sorted({entry["version"] for entry in entries})
+    if len(versions) != 1:
+        raise RuntimeError(f"the vectors mix bitstream versions {versions}")
     return {
         "about": "Conformance vectors of the .stgv format: see README.md in this directory.",
-        "bitstream_version": FORMAT_VERSION,
+        "bitstream_version": versions[0],
         "regenerate": "python tools/make_conformance.py (or --keep-streams to keep the .stgv files)",
         "dump_format": "raw little-endian IEEE 754 binary32, C order (row-major), no header; shape and meaning below",
+        "gaussian_order": GAUSSIAN_ORDER,
         "dumps": {kind: {"shape": shape, "meaning": meaning} for kind, (shape, meaning) in DUMPS.items()},
         "comparison": {"exact": list(EXACT_DUMPS), "relative_tolerance": DUMP_TOLERANCE,
                        "frames": "SHA-256 digests, exact"},  # fmt: skip
@@ -472,6 +619,7 @@ def main() -> None:
         "bytes": size,
         "vectors": [
             {"name": e["name"], "bytes": e["bytes"], "gaussians": [g["gaussians"] for g in e["gops"]],
+             "predicted": [g["prediction"] for g in e["gops"]],
              "modes": sorted({s["mode"] for g in e["gops"] for s in g["streams"] if s["mode"]}),
              "max_offset_pixels": _max_offset(out, e)}
             for e in entries

@@ -5,6 +5,7 @@ says how to regenerate on purpose."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,8 +13,17 @@ import make_conformance as tool
 import numpy as np
 import pytest
 
+from stgvcodec.bitstream import StgvReader
+from stgvcodec.bitstream.gop import Keep, decode_gop
+from stgvcodec.bitstream.model_config import unpack_model_config
+from stgvcodec.decode import tensor_sizes
+from stgvcodec.quant.colours import dequantize_colours
+from stgvcodec.quant.quantizers import dequantize_cholesky
+
 HERE = Path(__file__).resolve().parent
 MANIFEST = json.loads((HERE / tool.MANIFEST).read_text())
+VERSION_2 = HERE / "v2" / "hash_p8.json"
+"""A version-2 file kept from before version 3, with its frames' digests (v2/hash_p8.json says more)."""
 VECTORS = {vector["name"]: vector for vector in MANIFEST["vectors"]}
 REGENERATE = (
     "if the decoder's arithmetic changed on purpose, run `python tools/make_conformance.py --keep-streams` "
@@ -75,6 +85,48 @@ def test_decoder_intermediates_match_the_stored_dumps(name):
             _assert_close(ours, stored, kind in tool.EXACT_DUMPS, where)
 
 
+GAUSSIAN_DUMPS = ("means", "cholesky", "colours")
+
+
+def _dump(gop: dict, kind: str) -> np.ndarray:
+    entry = gop["dumps"][kind]
+    return np.fromfile(HERE / entry["file"], dtype="<f4").reshape(entry["shape"])
+
+
+def test_a_predicted_gops_gaussian_dumps_are_the_kept_reference_gaussians_then_the_new_ones():
+    """What the manifest's gaussian_order says, rebuilt from the payload and the previous GoP's dumps
+    without the decoder's canonical_gaussians: a predicted GoP's means, cholesky and colours dumps
+    hold the reference Gaussians it keeps, in order, an updated one as float32(r + float32(q * step)),
+    then its own (new) Gaussians dequantized as a key GoP's. Bit for bit."""
+    checked = 0
+    for vector in VECTORS.values():
+        with StgvReader(_path(vector)) as reader:
+            sizes = tensor_sizes(unpack_model_config(reader.header.config))
+            for previous, gop in zip(vector["gops"], vector["gops"][1:]):
+                if not gop["predicted"]:
+                    continue
+                record = decode_gop(reader.read_chunk(gop["gop"]), sizes, reference=previous["gaussians"])
+                prediction = record.prediction
+                kept = np.concatenate([_dump(previous, kind) for kind in GAUSSIAN_DUMPS], axis=-1)  # [N_ref, 8]
+                updated = prediction.keep == Keep.UPDATED
+                kept[updated] += prediction.residuals.astype(np.float32) * prediction.steps
+                new = np.concatenate(
+                    [
+                        record.means.astype(np.float32),
+                        dequantize_cholesky(record.cholesky_symbols, record.cholesky_gamma, record.cholesky_beta),
+                        dequantize_colours(record.colour_indices, record.codebooks),
+                    ],
+                    axis=-1,
+                )
+                expected = np.concatenate([kept[prediction.keep != Keep.DROPPED], new])
+                dumped = np.concatenate([_dump(gop, kind) for kind in GAUSSIAN_DUMPS], axis=-1)
+                where = f"vector {vector['name']}, GoP {gop['gop']}, dumps {', '.join(GAUSSIAN_DUMPS)}"
+                assert dumped.shape == expected.shape, f"{where}: {len(dumped)} Gaussians, {len(expected)} expected"
+                _assert_close(dumped, expected, True, where)
+                checked += 1
+    assert checked, "no vector has a predicted GoP"
+
+
 def _assert_close(ours: np.ndarray, stored: np.ndarray, exact: bool, where: str) -> None:
     if exact:
         bad = ours.view(np.uint32) != stored.view(np.uint32)
@@ -114,6 +166,22 @@ def test_the_tool_rewrites_the_stored_manifest_from_the_stored_streams(tmp_path)
                 ours = np.fromfile(tmp_path / entry["file"], dtype="<f4")
                 stored = np.fromfile(HERE / entry["file"], dtype="<f4")
                 _assert_close(ours, stored, kind in tool.EXACT_DUMPS, f"vector {vector['name']}, {entry['file']}")
+
+
+def test_a_version_2_file_still_decodes_to_its_frames(tmp_path):
+    """The decoder reads version 2 (no flags in the GoP index, every GoP a key GoP): the kept file
+    decodes, as `stgv decode` does, to exactly the frames its version-2 manifest entry recorded."""
+    stored = json.loads(VERSION_2.read_text())
+    path = VERSION_2.parent / stored["file"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == stored["sha256"], f"{path} is not the stored file"
+    with StgvReader(path) as reader:
+        assert reader.header.version == stored["bitstream_version"] == 2
+        assert not any(entry.predicted for entry in reader.gops)
+    frames = tool.decoded_frames(path, tmp_path)
+    assert frames.shape == (stored["frames"], stored["height"], stored["width"], 3)
+    digests, whole = tool.frame_digests(frames)
+    assert digests == stored["frame_sha256"], f"{path}: version 2 no longer decodes to the frames it did"
+    assert whole == stored["video_sha256"]
 
 
 def test_encoding_a_vector_again_gives_the_same_bytes(tmp_path):
