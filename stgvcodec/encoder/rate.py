@@ -103,7 +103,9 @@ def ladder(encoding: Encoding = "hash") -> list[Rung]:
 
 
 KEY_WEIGHT = 2.0
-"""Bits per frame of a key GoP against a predicted GoP, when --bpp shares the budget out."""
+"""Bits per frame of a key GoP against a predicted GoP, when --bpp shares the budget out. Carphone,
+first 60 frames (a key GoP and five predicted), --bpp 0.05, fast preset: 1.5 gave 0.0494 bpp and
+25.58 dB, 2 gave 0.0496 bpp and 25.94 dB, 3 gave 0.0496 bpp and 25.45 dB."""
 PREDICTED_BITS_PER_REFERENCE = 6.0
 """First estimate of the prediction streams' bits per reference Gaussian (keep class, and the
 residuals of the updated ones), until a predicted GoP has measured it."""
