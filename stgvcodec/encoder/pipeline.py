@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..bitstream.gop import decode_gop, encode_gop, stream_sizes
+from ..bitstream.gop import decode_gop, encode_gop, keep_counts, stream_sizes
 from ..config import FitConfig, ModelConfig
 from ..decode import Canonical, canonical_gaussians, canonical_of, gop_model, render_gop, tensor_sizes
 from ..metrics import ms_ssim, psnr
@@ -153,6 +153,5 @@ def code_gop(
         time.perf_counter() - began, stream_sizes(payload), predicted is not None,
     )  # fmt: skip
     if predicted is not None:
-        keep = decode_gop(payload, tensor_sizes(model), reference=predicted.reference_count).prediction.keep
-        report.reference_gaussians, report.kept, report.copied = len(keep), int((keep > 0).sum()), int((keep == 1).sum())
+        report.reference_gaussians, report.kept, report.copied = keep_counts(payload)
     return CodedGop(payload, reconstruction, report, decoded)
