@@ -84,3 +84,32 @@ def test_damage_to_a_reference_names_its_dependants_and_spares_the_next_key_gop(
     with pytest.raises(BitstreamError, match=message):
         decode(damaged, tmp_path / "out.mkv", device="cpu", frames=(4, 4))  # needs GoP 0 as its reference
     np.testing.assert_array_equal(_decoded(damaged, tmp_path / "after", frames=(6, 11)), recon[6:])
+
+
+def test_predicted_gops_that_drop_and_add_gaussians_decode_to_the_encoders_reconstruction(tmp_path):
+    """Rate control can give a predicted GoP fewer Gaussians than its reference (the least useful
+    are dropped) or more (new ones): both code and decode bit-exactly."""
+    import torch
+
+    from stgvcodec.bitstream import Chunk, FileHeader, write_stgv
+    from stgvcodec.bitstream.model_config import pack_model_config
+    from stgvcodec.config import ModelConfig
+    from stgvcodec.encoder.pipeline import code_gop
+
+    model = ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1)
+    video = moving_pattern(9, 21, 30)
+    cpu = torch.device("cpu")
+    coded, previous = [], None
+    for number, count in enumerate((60, 54, 64)):
+        fit = FitConfig(init_steps=60, deform_steps=60, warm_init_steps=20, gaussians=count)
+        gop = code_gop(video[3 * number : 3 * number + 3], 3 * number, model, fit, QUANT, cpu,
+                       reference=previous, predict=number > 0, quiet=True)  # fmt: skip
+        coded.append(gop)
+        previous = gop.model
+    reports = [gop.report for gop in coded]
+    assert [r.predicted for r in reports] == [False, True, True]
+    assert (reports[1].reference_gaussians, reports[1].kept, reports[1].gaussians) == (60, 54, 54)  # 6 dropped
+    assert (reports[2].reference_gaussians, reports[2].kept, reports[2].gaussians) == (54, 54, 64)  # 10 new
+    path = tmp_path / "resized.stgv"
+    write_stgv(path, FileHeader(30, 21, 25, 1, 9, 3, pack_model_config(model)), [Chunk(g.payload, g.predicted) for g in coded])
+    np.testing.assert_array_equal(_decoded(path, tmp_path / "out"), np.concatenate([g.reconstruction for g in coded]))
