@@ -12,7 +12,10 @@ Gaussians, parameters, and whether the fit started warm.
 Warm starts (--warm): each GoP after the first starts from the previous GoP's canonical Gaussians,
 as the encoder does ("decoded": after QAT and coding, as the decoder rebuilds them; the QAT and
 coding time is reported apart, as `qat_seconds`, with the PSNR of the coded GoP, `coded_psnr`),
-from its float fit ("float"), or never ("off": every GoP on its own).
+from its float fit ("float"), or never ("off": every GoP on its own). Every GoP is fitted freely
+and coded as a key GoP, as `stgv encode --keyint 1` does: the encoder's predicted GoPs pull the
+Gaussians they keep back to the previous GoP's values (train/anchor.py), trading fit quality for
+bits, which tools/rd_curve.py measures.
 
 --baseline-ref REV: the same GoPs fitted with the code of revision REV (its files extracted with
 `git archive` into a temporary folder, imported there by a second process running this script,
