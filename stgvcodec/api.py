@@ -192,8 +192,11 @@ def encode(
                         raise VideoError(f"{source}: {first + len(read)} frames on a second reading, {frame_count} on the first")
                     label = f"GoP {number + 1}/{len(video.gops)}"
                     predict = plan.may_predict(number) and previous is not None
-                    reference = len(previous.gaussians) if predict else None
-                    gop_fit = replace(fit, gaussians=control.gaussians(first, count, reference=reference))
+                    key_count = control.gaussians(first, count)
+                    if predict:  # the count of a key GoP stays ready for a fit that starts afresh (a cut)
+                        gop_fit = replace(fit, gaussians=control.gaussians(first, count, reference=len(previous.gaussians)), cold_gaussians=key_count)
+                    else:
+                        gop_fit = replace(fit, gaussians=key_count)
                     coded = code_gop(
                         np.stack(read), first, model, gop_fit, quant, target,
                         reference=previous, predict=predict, seed=seed, quiet=quiet, label=label,

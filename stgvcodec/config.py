@@ -76,6 +76,10 @@ class FitConfig:
     """Gaussians per pixel (the paper's 20K at 1280x640), used when `gaussians` is None."""
     gaussians: int | None = None
     """Fixed number of Gaussians; overrides `density`."""
+    cold_gaussians: int | None = None
+    """Gaussians when a fit given a warm start starts afresh instead (a cut, train/warm.py); None:
+    the same count. The encoder sets it for a GoP planned as predicted: one that starts afresh
+    becomes a key GoP and gets a key GoP's count from rate control."""
     init: Init = "keyframe"
     """Stage 1 target: the key frame alone (KFCI) or all frames of the GoP."""
     layout: Layout = "grid"

@@ -57,16 +57,25 @@ def choose_start(
     generator: torch.Generator,
     backend: Backend = "auto",
     layout: Layout = "grid",
+    cold_count: int | None = None,
 ) -> StartChoice:
-    """The Gaussians a fit of key frame `key` [H, W, 3] (float, [0, 1]) begins from.
+    """The Gaussians a fit of key frame `key` [H, W, 3] (float, [0, 1]) begins from: `count` of
+    them after a warm start, `cold_count` (default `count`) after a fresh one, since rate control
+    prices a GoP that starts afresh as a key GoP (encoder/rate.py).
 
-    The fresh initialisation (of FitConfig.layout) is always drawn first, so `generator` is in the
-    same state afterwards whichever start wins. The warm start is measured against the grid layout
-    in every case: a "gradients" layout starts lower before training (its coverage is uneven) but
-    trains faster, and the rule asks whether the given Gaussians still show this picture.
+    The fresh initialisations (the grid that the rule measures, and FitConfig.layout's at the fresh
+    count) are always drawn first, so `generator` is in the same state afterwards whichever start
+    wins. The warm start is measured against a grid of the same count in every case: the rule asks
+    whether the given Gaussians still show this picture (a "gradients" layout starts lower before
+    training, its coverage uneven, but trains faster; more Gaussians would start higher without
+    the picture having changed).
     """
+    fresh = count if cold_count is None else cold_count
     grid = Gaussians.from_image(key, count, generator)
-    cold = grid if layout == "grid" else Gaussians.from_gradients(key, count, generator)
+    if layout == "grid":
+        cold = grid if fresh == count else Gaussians.from_image(key, fresh, generator)
+    else:
+        cold = Gaussians.from_gradients(key, fresh, generator)
     cold_psnr = _psnr(grid, key, backend)
     if start is None:
         return StartChoice(cold, False, None, cold_psnr)

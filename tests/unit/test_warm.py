@@ -111,3 +111,13 @@ def test_fit_from_a_start(fitted, clip):
     assert not cold.warm and cold.steps == 70
     bigger = fit_gop(clip, ModelConfig(width=16), replace(fit, gaussians=160), start=fitted, quiet=True)
     assert bigger.warm and len(bigger.model.gaussians) == 160
+
+
+def test_a_fresh_start_takes_its_own_count(fitted, clip):
+    """A GoP planned as predicted keeps `count` Gaussians when it starts warm; after a cut it is a
+    key GoP and starts with the key GoP's count instead."""
+    nearby = clip[2].float() / 255
+    warm = choose_start(fitted, nearby, 120, _generator(), cold_count=200)
+    assert warm.warm and len(warm.gaussians) == 120 and len(warm.kept) == 120
+    cold = choose_start(fitted, 1.0 - nearby.flip(0), 120, _generator(), cold_count=200)
+    assert not cold.warm and len(cold.gaussians) == 200 and cold.kept is None
