@@ -290,7 +290,7 @@ def test_encode_reads_y4m_from_standard_input(tmp_path):
 
 def test_frame_rates_are_checked_or_carried_into_the_output(tmp_path, coded):
     """--fps 0 is refused; a .stgv rate whose terms exceed what containers store is approximated."""
-    from stgvcodec.bitstream import StgvReader, write_stgv
+    from stgvcodec.bitstream import Chunk, StgvReader, write_stgv
 
     clip = write_clip(tmp_path / "clip.mkv", moving_pattern(2, 8, 8))
     for fps in ("0", "-3", "x"):
@@ -299,7 +299,7 @@ def test_frame_rates_are_checked_or_carried_into_the_output(tmp_path, coded):
     folder = coded[0]
     with StgvReader(folder / "clip.stgv") as reader:
         header = reader.header
-        chunks = [reader.read_chunk(k) for k in range(len(reader.gops))]
+        chunks = [Chunk(reader.read_chunk(k), entry.predicted) for k, entry in enumerate(reader.gops)]
     from dataclasses import replace
 
     odd = replace(header, fps_num=(1 << 32) - 1, fps_den=(1 << 32) - 3)
