@@ -195,6 +195,9 @@ def _run_child(args, targets: list[str], budget: float, out: Path, seed: int) ->
     if args.engine == "atheris" and args.replay is None:
         results[targets[0]].update(_libfuzzer_stats(text))
         results[targets[0]]["failures"] += _libfuzzer_failures(text, work / "artifacts")
+        slow = sorted(str(p) for p in (work / "artifacts").glob("slow-unit-*"))
+        if slow:
+            results[targets[0]]["slow_units"] = slow
     failed = any(r["failures"] for r in results.values())
     if status is None:
         message = f"the child ran past {deadline:.0f} s and was killed"
@@ -245,8 +248,13 @@ def _libfuzzer_stats(log: str) -> dict:
     return stats
 
 
+_LIBFUZZER_FAILURES = ("crash", "timeout", "oom", "leak")
+"""Prefixes of libFuzzer's artifacts that are failures. Its slow-unit- files (an input over 10 s of
+wall time, which any input takes on a busy enough machine) are not."""
+
+
 def _libfuzzer_failures(log: str, artifacts: Path) -> list[dict]:
-    """One failure per artifact libFuzzer wrote (crash-, timeout-, oom-, leak-), with its reason."""
+    """One failure per failure artifact libFuzzer wrote (_LIBFUZZER_FAILURES), with its reason."""
     failures = []
     reason = "; ".join(
         line.strip() for line in log.splitlines()
@@ -255,6 +263,8 @@ def _libfuzzer_failures(log: str, artifacts: Path) -> list[dict]:
     exception = re.search(r"=== Uncaught Python exception: ===\n(.*?)\n(?:Traceback|\s*File)", log, re.S)
     for path in sorted(artifacts.glob("*")) if artifacts.exists() else []:
         kind = path.name.split("-")[0]
+        if kind not in _LIBFUZZER_FAILURES:
+            continue
         message = exception.group(1).strip() if kind == "crash" and exception else reason
         failures.append({"kind": kind, "message": message or "see the log", "input": str(path)})
     return failures
