@@ -445,9 +445,12 @@ class Harness:
             # here, outside every input's time limit.
             import torch
 
+            from stgvcodec.model.encoding import HashGrid
             from stgvcodec.render import rasterize
 
             rasterize(torch.zeros(1, 2), torch.ones(1, 3), torch.ones(1, 3), 4, 4, backend="cpu")
+            with torch.no_grad():
+                HashGrid(3, levels=1, log2_table_size=4)(torch.zeros(1, 3))
 
     def _import(self, atheris):
         if self.target == SELFTEST:
