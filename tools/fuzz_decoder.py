@@ -13,9 +13,16 @@ Targets (inputs are .stgv files, except for `symbols`, whose input is one coded 
     render     the above, then gop_model + render_gop: two frames of each GoP at <= 24 x 24 pixels
 
 An input passes when it decodes or is rejected with BitstreamError. Anything else fails the run
-(exit status 1): another exception, a crash (a signal such as SIGSEGV), an input that runs longer
-than --timeout seconds, or a process whose memory exceeds --rss-mb. Each target runs in its own
-child process, so a crash is reported with the input that caused it (saved under --out).
+(exit status 1): another exception, a crash (a signal such as SIGSEGV), an input that uses more
+than --timeout seconds of CPU time, or a process whose memory exceeds --rss-mb. Each target runs in
+its own child process, so a crash is reported with the input that caused it (saved under --out).
+
+Time is CPU time, not wall time: a decoder that loops spends CPU, and an input's CPU time stays
+what it is on a busy machine, where a starved process takes minutes of wall time over a
+millisecond input. A child stuck without using CPU (a deadlock) is killed by the driver once it has
+run its share of --seconds + 2 x --timeout + 600 s of wall time. libFuzzer's own timeout and its
+slow-unit files count wall time: its timeout is set past that point, and slow units are listed
+(`slow_units`), not failed.
 
 Structure-aware mutation: libFuzzer's byte mutations rarely survive the container's CRCs, so the
 custom mutator splits a .stgv file into header, chunks and each chunk's streams, mutates one of
@@ -40,6 +47,7 @@ configurations over 2^24 weights (valid files, but gigabytes of work per input).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import hashlib
 import json
@@ -66,7 +74,8 @@ REGRESSIONS = CORPUS / "regressions"
 TARGETS = ("container", "payload", "symbols", "render")
 SELFTEST = "selftest"
 """A target whose inputs misbehave on purpose (b"raise", b"segv", b"hang", b"memory"), so the
-tests can check that every kind of failure is reported."""
+tests can check that every kind of failure is reported, and one that waits (b"sleep"), which
+must pass: waiting is not spending time on the input."""
 
 RENDER_SIDE = 24
 RENDER_FRAMES = 2
@@ -84,7 +93,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="total fuzzing time, shared by the targets")
     parser.add_argument("--engine", choices=("atheris", "random"), default="atheris")
     parser.add_argument("--target", action="append", choices=(*TARGETS, SELFTEST), help="repeatable; default: all")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds one input may take")
+    parser.add_argument("--timeout", type=float, default=60.0, help="CPU seconds one input may use")
     parser.add_argument("--rss-mb", type=int, default=4096, help="largest resident memory of a fuzzing process")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mutations")
     parser.add_argument("--out", help="directory for logs, new corpus entries and failing inputs (default: temporary)")
@@ -174,8 +183,7 @@ def _run_child(args, targets: list[str], budget: float, out: Path, seed: int) ->
         command += ["--replay", *map(str, args.replay)]
     # One thread per pool: the children measure the decoder, not thread scheduling on a shared machine.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    # The child stops itself; this only catches a child that cannot (a hang outside any input).
-    deadline = budget + 2 * args.timeout + 600
+    deadline = _deadline(budget, args.timeout)
     with open(log_path, "wb") as log:
         try:
             status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=deadline).returncode
@@ -195,22 +203,31 @@ def _run_child(args, targets: list[str], budget: float, out: Path, seed: int) ->
     if args.engine == "atheris" and args.replay is None:
         results[targets[0]].update(_libfuzzer_stats(text))
         results[targets[0]]["failures"] += _libfuzzer_failures(text, work / "artifacts")
+        slow = sorted(str(p) for p in (work / "artifacts").glob("slow-unit-*"))
+        if slow:
+            results[targets[0]]["slow_units"] = slow
     failed = any(r["failures"] for r in results.values())
     if status is None:
-        message = f"the child ran past {deadline:.0f} s and was killed"
+        message = f"the child ran past {deadline} s of wall time and was killed"
         results[running]["failures"].append({"kind": "hang", "message": message})
     elif status != 0 and not failed:
-        results[running]["failures"].append(_status_failure(status, work, text))
+        results[running]["failures"].append(_status_failure(status, work, text, args.timeout))
     return results
 
 
-def _status_failure(status: int, work: Path, log: str) -> dict:
-    """A child that died without reporting why: a signal, or the per-input watchdog (faulthandler
-    prints "Timeout (h:mm:ss)!" and the stacks, then exits). The input it was on is in `current`."""
-    if status < 0:
+def _deadline(budget: float, timeout: float) -> int:
+    """Wall seconds after which the driver kills a child. The child stops itself long before,
+    unless it is stuck without using CPU, which the per-input CPU-time limit cannot see."""
+    return int(budget + 2 * timeout + 600)
+
+
+def _status_failure(status: int, work: Path, log: str, timeout: float) -> dict:
+    """A child that died without reporting why: a signal, SIGPROF being the per-input CPU-time
+    limit (after faulthandler printed the stacks). The input it was on is in `current`."""
+    if status == -signal.SIGPROF:
+        kind, message = "timeout", f"an input used more than {timeout:g} s of CPU time (stacks in the log)"
+    elif status < 0:
         kind, message = "crash", f"killed by signal {signal.Signals(-status).name}"
-    elif re.search(r"^Timeout \(\d+:\d\d:\d\d\)!", log, re.M):
-        kind, message = "timeout", "an input ran past --timeout (stacks in the log)"
     else:
         kind, message = "error", f"exit status {status}: " + (log.strip().splitlines() or [""])[-1][-300:]
     current = work / "current"
@@ -245,8 +262,13 @@ def _libfuzzer_stats(log: str) -> dict:
     return stats
 
 
+_LIBFUZZER_FAILURES = ("crash", "timeout", "oom", "leak")
+"""Prefixes of libFuzzer's artifacts that are failures. Its slow-unit- files (an input over 10 s of
+wall time, which any input takes on a busy enough machine) are not."""
+
+
 def _libfuzzer_failures(log: str, artifacts: Path) -> list[dict]:
-    """One failure per artifact libFuzzer wrote (crash-, timeout-, oom-, leak-), with its reason."""
+    """One failure per failure artifact libFuzzer wrote (_LIBFUZZER_FAILURES), with its reason."""
     failures = []
     reason = "; ".join(
         line.strip() for line in log.splitlines()
@@ -255,6 +277,8 @@ def _libfuzzer_failures(log: str, artifacts: Path) -> list[dict]:
     exception = re.search(r"=== Uncaught Python exception: ===\n(.*?)\n(?:Traceback|\s*File)", log, re.S)
     for path in sorted(artifacts.glob("*")) if artifacts.exists() else []:
         kind = path.name.split("-")[0]
+        if kind not in _LIBFUZZER_FAILURES:
+            continue
         message = exception.group(1).strip() if kind == "crash" and exception else reason
         failures.append({"kind": kind, "message": message or "see the log", "input": str(path)})
     return failures
@@ -272,6 +296,11 @@ def _child(args) -> int:
 
     def save() -> None:
         Path(args.result).write_text(json.dumps(results))
+
+    # The CPU timer of Harness.limits sends SIGPROF: faulthandler prints every thread's stack,
+    # then the default action ends the process, which the driver reports as a timeout.
+    signal.signal(signal.SIGPROF, signal.SIG_DFL)
+    faulthandler.register(signal.SIGPROF, all_threads=True, chain=True)
 
     if targets != [SELFTEST]:
         import torch
@@ -364,12 +393,16 @@ def _fuzz_atheris(args, target: str, work: Path, scratch: Path, artifacts: Path)
     new = work / "corpus"
     new.mkdir(exist_ok=True)
     seed_dirs = sorted({str(p.parent) for p in seeds})
+    # libFuzzer's (and atheris's) -timeout counts wall time: past the driver's deadline, it never
+    # decides; the harness's CPU-time limit does.
     argv = [sys.argv[0], str(new), *seed_dirs, f"-max_total_time={max(int(args.seconds), 1)}",
-            f"-timeout={max(int(args.timeout), 1)}", f"-rss_limit_mb={args.rss_mb}", f"-seed={args.seed + 1}",
-            f"-artifact_prefix={artifacts}/", f"-max_len={MAX_LEN}", "-print_final_stats=1"]  # fmt: skip
+            f"-timeout={_deadline(args.seconds, args.timeout) + 1}", f"-rss_limit_mb={args.rss_mb}",
+            f"-seed={args.seed + 1}", f"-artifact_prefix={artifacts}/", f"-max_len={MAX_LEN}",
+            "-print_final_stats=1"]  # fmt: skip
 
     def one_input(data: bytes) -> None:
-        harness.check(data)
+        with harness.limits(data):
+            harness.check(data)
 
     if target in ("symbols", SELFTEST):
         atheris.Setup(argv, one_input)
@@ -402,14 +435,22 @@ class Harness:
         self.current = scratch / "current"
         self.file = scratch / "input.stgv"
         self.run_input = self._import(instrument)
+        # Imported here, not in the first input's time; after _import, as a module imported before
+        # atheris.instrument_imports is not instrumented.
+        from stgvcodec.bitstream import BitstreamError
+
+        self.rejection = BitstreamError
         if target == "render":
-            # numba compiles the CPU kernels at their first call (seconds, far more on a loaded
-            # machine, unless cached): here, outside every input's timeout.
+            # numba compiles the CPU kernels at their first call (seconds of CPU unless cached):
+            # here, outside every input's time limit.
             import torch
 
+            from stgvcodec.model.encoding import HashGrid
             from stgvcodec.render import rasterize
 
             rasterize(torch.zeros(1, 2), torch.ones(1, 3), torch.ones(1, 3), 4, 4, backend="cpu")
+            with torch.no_grad():
+                HashGrid(3, levels=1, log2_table_size=4)(torch.zeros(1, 3))
 
     def _import(self, atheris):
         if self.target == SELFTEST:
@@ -429,36 +470,39 @@ class Harness:
 
     def check(self, data: bytes) -> None:
         """Runs the input; raises on anything but BitstreamError (atheris reports what escapes)."""
-        from stgvcodec.bitstream import BitstreamError
-
         if self.target in ("symbols", SELFTEST):
             try:
                 self.run_input(data)
-            except BitstreamError:
+            except self.rejection:
                 pass
             return
         self.file.write_bytes(data)
         try:
             self.run_input(self.file)
-        except BitstreamError:
+        except self.rejection:
             pass
 
-    def run(self, data: bytes) -> dict | None:
-        """Runs the input with the time and memory checks; a failure as a dict, else None.
-
-        The input is written to `current` first: if the process dies, the driver finds it there.
-        """
+    @contextlib.contextmanager
+    def limits(self, data: bytes):
+        """The body is one input: `data` is written to `current` first (if the process dies, the
+        driver finds it there), and the process dies by SIGPROF once the body has used --timeout
+        seconds of CPU time (ITIMER_PROF counts every thread's user and system time)."""
         self.current.write_bytes(data)
-        # On a hang, the watchdog thread prints every thread's stack and ends the process.
-        faulthandler.dump_traceback_later(self.timeout, exit=True)
+        signal.setitimer(signal.ITIMER_PROF, self.timeout)
         try:
-            self.check(data)
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+
+    def run(self, data: bytes) -> dict | None:
+        """Runs the input with the time and memory checks; a failure as a dict, else None."""
+        try:
+            with self.limits(data):
+                self.check(data)
         except Exception as error:  # noqa: BLE001 - anything but BitstreamError is a finding
             text = "".join(traceback.format_exception_only(type(error), error)).strip()
             print(traceback.format_exc(), file=sys.stderr)
             return {"kind": "exception", "message": text}
-        finally:
-            faulthandler.cancel_dump_traceback_later()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         if peak > self.rss_mb:
             return {"kind": "memory", "message": f"peak RSS {peak} MB above {self.rss_mb} MB"}
@@ -535,7 +579,10 @@ def _selftest(data: bytes) -> None:
     if data.startswith(b"segv"):
         os.kill(os.getpid(), signal.SIGSEGV)
     if data.startswith(b"hang"):
-        time.sleep(3600)
+        while True:  # a decoder that hangs loops, using CPU
+            pass
+    if data.startswith(b"sleep"):
+        time.sleep(3)
     if data.startswith(b"memory"):
         block = bytearray(1 << 30)
         block[:: 1 << 12] = b"\x01" * len(block[:: 1 << 12])  # touch every page: 1 GiB resident

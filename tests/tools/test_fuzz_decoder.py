@@ -146,25 +146,30 @@ def test_mutator_takes_any_input():
         pool.append(data)
 
 
+def _run_selftest(tmp_path: Path, engine: str, content: bytes, *options: str) -> tuple[int, dict, str]:
+    """The selftest target fuzzed from the one input `content`."""
+    if engine == "atheris" and not HAS_ATHERIS:
+        pytest.skip("atheris is not installed")
+    (tmp_path / "corpus" / "selftest").mkdir(parents=True)
+    (tmp_path / "corpus" / "selftest" / "input").write_bytes(content)
+    return _run("--engine", engine, "--target", "selftest", "--corpus", str(tmp_path / "corpus"),
+                "--out", str(tmp_path / "out"), *options, timeout=300)  # fmt: skip
+
+
 @pytest.mark.parametrize("engine", ["random", "atheris"])
 @pytest.mark.parametrize(
     "content,kind,options",
     [
         (b"raise", "exception|crash", []),  # atheris reports an uncaught exception as a crash
         (b"segv", "crash", []),
-        (b"hang", "timeout", ["--timeout", "2"]),
+        (b"hang", "timeout", ["--timeout", "1"]),
         (b"memory", "memory|oom", ["--rss-mb", "600", "--timeout", "30"]),
     ],
 )
 def test_every_kind_of_failure_is_reported(tmp_path, engine, content, kind, options):
-    """A target that raises, crashes, hangs or allocates 1 GiB on purpose: exit status 1, one line
-    naming the kind and the saved input, and the input saved."""
-    if engine == "atheris" and not HAS_ATHERIS:
-        pytest.skip("atheris is not installed")
-    (tmp_path / "corpus" / "selftest").mkdir(parents=True)
-    (tmp_path / "corpus" / "selftest" / "input").write_bytes(content)
-    status, report, stderr = _run("--engine", engine, "--target", "selftest", "--corpus", str(tmp_path / "corpus"),
-                                  "--seconds", "6", "--out", str(tmp_path / "out"), *options, timeout=300)  # fmt: skip
+    """A target that raises, crashes, hangs (spins) or allocates 1 GiB on purpose: exit status 1,
+    one line naming the kind and the saved input, and the input saved."""
+    status, report, stderr = _run_selftest(tmp_path, engine, content, "--seconds", "6", *options)
     assert status == 1, stderr
     assert report["ok"] is False and len(report["failures"]) == 1
     failure = report["failures"][0]
@@ -174,11 +179,20 @@ def test_every_kind_of_failure_is_reported(tmp_path, engine, content, kind, opti
     assert f"fuzz_decoder: selftest: {failure['kind']}:" in lines[-1] and failure["input"] in lines[-1]
 
 
+@pytest.mark.parametrize("engine", ["random", "atheris"])
+def test_waiting_is_not_a_timeout(tmp_path, engine):
+    """The time limit counts CPU time: an input that waits 3 s under a 1 s limit passes, as a
+    decoder input does when a busy machine leaves it waiting for a core."""
+    status, report, stderr = _run_selftest(tmp_path, engine, b"sleep", "--seconds", "2", "--timeout", "1")
+    assert status == 0 and report["ok"], stderr + json.dumps(report.get("failures"), indent=1)
+    assert report["targets"]["selftest"]["executions"] >= 1 and report["wall_seconds"] >= 3
+
+
 @pytest.mark.slow
 def test_short_fuzzing_run_finds_nothing(tmp_path):
     """About 30 s over the four targets (atheris when installed). It fails only on a real finding:
-    the per-input timeout (60 s) and memory bound (4 GB) are far above what an input takes here
-    (milliseconds, under 600 MB)."""
+    the per-input limit (60 s of CPU time) and memory bound (4 GB) are far above what an input
+    takes here (milliseconds, under 600 MB), however busy the machine."""
     engine = "atheris" if HAS_ATHERIS else "random"
     status, report, stderr = _run("--engine", engine, "--seconds", "30", "--out", str(tmp_path), timeout=900)
     assert status == 0, stderr + json.dumps(report.get("failures"), indent=1)
