@@ -167,13 +167,16 @@ def encode(
         video = Video(width, height, frame_count, split_gops(frame_count, gop_size), CONFIG_BYTES)
         network = model or ModelConfig()
         network = replace(network, encoding=encoding or network.encoding)
-        default = Rung(network, quant.network_bits, quant.rvq_stages, quant.codebook_size)
+        default = Rung(network, quant.network_bits, quant.rvq_stages, quant.codebook_size, quant.cholesky_bits)
         plan = KeyPlan(video.gops, keyint)
         rung, control = rate_plan(
             video, bpp=bpp, quality=quality, first_count=fit.count(height, width), default=default,
             model=network if model is not None else None, keys=plan.forced_keys(),
         )  # fmt: skip
-        quant = replace(quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits)
+        quant = replace(
+            quant, rvq_stages=rung.rvq_stages, codebook_size=rung.codebook_size, network_bits=rung.network_bits,
+            cholesky_bits=rung.cholesky_bits,
+        )  # fmt: skip
         model = unpack_model_config(pack_model_config(rung.model))  # exactly what the decoder will read
         header = FileHeader(width, height, info.fps.numerator, info.fps.denominator, frame_count, gop_size, pack_model_config(model))
         notes = control.check()

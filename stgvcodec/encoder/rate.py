@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..bitstream.gop import MAX_GAUSSIANS
+from ..quant.quantizers import CHOLESKY_BITS
 from ..config import Encoding, ModelConfig
 from ..decode import tensor_sizes
 
@@ -56,12 +57,14 @@ DEFAULT_QUALITY = 30.0
 
 @dataclass(frozen=True)
 class Rung:
-    """One step of the --bpp ladder: deformation network, its precision, and colour codebooks."""
+    """One step of the --bpp ladder: deformation network, its precision, colour codebooks and the
+    precision of the Cholesky symbols."""
 
     model: ModelConfig
     network_bits: int
     rvq_stages: int
     codebook_size: int
+    cholesky_bits: int = CHOLESKY_BITS
 
 
 RUNGS: list[Rung] = [
@@ -69,17 +72,27 @@ RUNGS: list[Rung] = [
     Rung(ModelConfig(log2_table_size=8, width=64), 8, 2, 64),
     Rung(ModelConfig(log2_table_size=7, levels=6, width=32), 8, 2, 32),
     Rung(ModelConfig(log2_table_size=6, levels=4, width=16), 6, 2, 16),
-    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 6, 1, 16),
-    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 4, 1, 16),
+    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 6, 1, 16, 6),
+    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 4, 1, 16, 6),
     Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 3, 1, 8),
+    Rung(ModelConfig(log2_table_size=4, levels=2, width=4, temporal_features=1, spatial_features=1), 3, 1, 8),
 ]
-"""From the paper's configuration (71,813 network weights, 8 bits, 2 x 64 colours) down to 589
-weights at 3 bits and 8 colours; --bpp takes the largest rung whose fixed cost fits its budget."""
+"""From the paper's configuration (71,813 network weights, 8 bits, 2 x 64 colours) down to 181
+weights at 3 bits and 8 colours; --bpp takes the largest rung whose fixed cost fits its budget.
 
-PLANE_SIZES: list[tuple[int, int]] = [(64, 8), (32, 8), (16, 8), (8, 8), (4, 3), (4, 3), (4, 3)]
+Cholesky symbols have 6 bits on the two rungs where that was measured to pay (carphone, first 60
+frames, fast preset, 8 against 6 bits: --bpp 0.05, 0.0495 bpp 25.92 dB against 0.0493 bpp 26.01 dB;
+--bpp 0.1, 0.0989 bpp 27.98 dB against 0.0991 bpp 28.16 dB: the key GoP costs 10-12% fewer bytes
+at its count and the rest buys Gaussians). At --bpp 0.02 (about 100 Gaussians a GoP, each large)
+6 bits lost 2 dB, so the smallest rungs keep 8, as do the larger ones, where it was not measured.
+The last rung (181 weights) serves budgets the 589-weight network would take over a third of, and
+buys Gaussians with what it saves: carphone, --bpp 0.02, first 60 frames, 0.0202 bpp and 21.57 dB
+(125 Gaussians in the key GoP) against 0.0200 bpp and 20.69 dB (101) on the 589-weight rung."""
+
+PLANE_SIZES: list[tuple[int, int]] = [(64, 8), (32, 8), (16, 8), (8, 8), (4, 3), (4, 3), (4, 3), (4, 1)]
 """(plane_resolution, plane_features) of the plane variant at each rung of RUNGS, with the default
-plane_time_resolution of 10: 43,008, 13,312, 4,608, 1,792 and 288 plane weights against the
-rungs' 46,720, 12,288, 4,608, 1,536 and 288 hash-table weights."""
+plane_time_resolution of 10: 43,008, 13,312, 4,608, 1,792, 288 and 96 plane weights against the
+rungs' 46,720, 12,288, 4,608, 1,536, 288 and 64 hash-table weights."""
 
 
 def ladder(encoding: Encoding = "hash") -> list[Rung]:
@@ -138,10 +151,11 @@ class RateModel:
 
     @staticmethod
     def bits_per_gaussian(rung: Rung) -> float:
-        """~19 bits of position and ~18 of Cholesky symbols when Gaussians are many, more when they
-        are few (wider position gaps, histograms), plus the colour indices. Kept on the high side:
-        a first GoP that underspends leaves its bits to the next, one that overspends takes them."""
-        return 48.0 + rung.rvq_stages * np.log2(rung.codebook_size)
+        """~19 bits of position and ~18 of 8-bit Cholesky symbols when Gaussians are many, more
+        when they are few (wider position gaps, histograms; 3 x 8 raw Cholesky bits), 3 fewer per
+        Cholesky bit below 8, plus the colour indices. Kept on the high side: a first GoP that
+        underspends leaves its bits to the next, one that overspends takes them."""
+        return 48.0 - 3 * (CHOLESKY_BITS - rung.cholesky_bits) + rung.rvq_stages * np.log2(rung.codebook_size)
 
     @staticmethod
     def fixed_bits(rung: Rung) -> float:

@@ -1,7 +1,7 @@
 """Quantization-aware fine-tuning of a fitted GoP model, and its export to stream symbols.
 
     GopModel --QAT steps: every parameter passes through its quantizer (straight through)-->
-        means fp16 | cholesky 8-bit learned affine | colours residual VQ | hash + MLP 8-bit
+        means fp16 | cholesky b-bit learned affine | colours residual VQ | hash + MLP 8-bit
     --export--> GopRecord (the symbols and side information the stream stores)
 
 A predicted GoP (a PredictedRows given) quantizes its first K Gaussians, those kept from the
@@ -29,7 +29,7 @@ from ..render import Backend, rasterize
 from ..train.anchor import Anchor
 from .colours import ColourRVQ
 from .prediction import fake_quantize_residual, residual_symbols, split_attributes
-from .quantizers import TENSOR_BITS, CholeskyQuantizer, fake_quantize_tensor, fp16_ste, quantize_tensor
+from .quantizers import CHOLESKY_BITS, TENSOR_BITS, CholeskyQuantizer, fake_quantize_tensor, fp16_ste, quantize_tensor
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class QuantConfig:
     """Colours per codebook B."""
     network_bits: int = TENSOR_BITS
     """Precision P of the hash-table and MLP symbols (2..8)."""
+    cholesky_bits: int = CHOLESKY_BITS
+    """Precision b of the Cholesky symbols (1..8)."""
     lr_gaussians: float = 1e-3
     """Initial learning rate of positions, Cholesky factors and colours during fine-tuning."""
     lr_gaussians_final: float = 1e-4
@@ -80,7 +82,7 @@ class QuantizedGop(torch.nn.Module):
         self.rows = predicted.anchor.rows if predicted is not None else 0  # the first rows are residual-coded
         new = model.gaussians.cholesky[self.rows :]
         self.new = new.shape[0]
-        self.cholesky = CholeskyQuantizer(new if self.new else torch.zeros(1, 3, device=new.device))
+        self.cholesky = CholeskyQuantizer(new if self.new else torch.zeros(1, 3, device=new.device), config.cholesky_bits)
         self.colours = ColourRVQ(config.rvq_stages, min(config.codebook_size, max(self.new, 1))) if self.new else None
         self.network_bits = config.network_bits
         if predicted is not None:

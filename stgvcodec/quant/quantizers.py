@@ -1,8 +1,9 @@
 """Quantizers with straight-through gradients, and what the stream stores of each.
 
     positions  x -> fp16(x)                                   (16-bit floats, exact in the stream)
-    cholesky   l -> q = clamp(round((l - beta) / gamma), 0, 255), l^ = q gamma + beta
-               gamma, beta per channel, learned (8-bit asymmetric, the paper's eq. for l_n)
+    cholesky   l -> q = clamp(round((l - beta) / gamma), 0, 2^b - 1), l^ = q gamma + beta
+               gamma, beta per channel, learned (b-bit asymmetric, the paper's eq. for l_n with
+               b = 8; the stream holds any symbols in 0..255, so b <= 8 is the encoder's choice)
     tensors    w -> q = clamp(round(w / s), -m, m), w^ = q s, s = max|w| / m per tensor,
                m = 2^(P-1) - 1 for P bits (8 by default; hash tables and MLP weights;
                symmetric so the symbols peak at 0)
@@ -19,8 +20,10 @@ from torch import Tensor, nn
 
 from ..bitstream.gop import MAX_TENSOR_BITS, MIN_TENSOR_BITS, network_levels
 
-CHOLESKY_LEVELS = 255
-"""Largest Cholesky symbol: 8 bits."""
+CHOLESKY_BITS = 8
+"""Default precision b of the Cholesky symbols (the paper's)."""
+MAX_CHOLESKY_BITS = 8
+"""The stream's Cholesky symbols are bytes."""
 TENSOR_BITS = 8
 """Default precision P of hash-table and MLP symbols."""
 
@@ -43,22 +46,25 @@ def fp16_ste(x: Tensor) -> Tensor:
 
 
 class CholeskyQuantizer(nn.Module):
-    """8-bit asymmetric quantizer of the Cholesky vector with learned per-channel scale and offset."""
+    """b-bit asymmetric quantizer of the Cholesky vector with learned per-channel scale and offset."""
 
-    def __init__(self, cholesky: Tensor):
+    def __init__(self, cholesky: Tensor, bits: int = CHOLESKY_BITS):
         super().__init__()
+        if not 1 <= bits <= MAX_CHOLESKY_BITS:
+            raise ValueError(f"Cholesky precision {bits} bits outside 1..{MAX_CHOLESKY_BITS}")
+        self.levels = (1 << bits) - 1
         low, high = cholesky.detach().min(0).values, cholesky.detach().max(0).values
-        self.gamma = nn.Parameter(torch.clamp((high - low) / CHOLESKY_LEVELS, min=1e-6))  # [3]
+        self.gamma = nn.Parameter(torch.clamp((high - low) / self.levels, min=1e-6))  # [3]
         self.beta = nn.Parameter(low.clone())  # [3]
 
     def symbols(self, cholesky: Tensor) -> Tensor:
-        """[N, 3] -> int symbols in [0, 255] (no gradient)."""
+        """[N, 3] -> int symbols in [0, 2^b - 1] (no gradient)."""
         with torch.no_grad():
-            return torch.clamp(torch.round((cholesky - self.beta) / self.gamma), 0, CHOLESKY_LEVELS).long()
+            return torch.clamp(torch.round((cholesky - self.beta) / self.gamma), 0, self.levels).long()
 
     def forward(self, cholesky: Tensor) -> Tensor:
         """Fake-quantized Cholesky vector; gradients reach cholesky (straight through), gamma and beta."""
-        q = torch.clamp(round_ste((cholesky - self.beta) / self.gamma), 0, CHOLESKY_LEVELS)
+        q = torch.clamp(round_ste((cholesky - self.beta) / self.gamma), 0, self.levels)
         return q * self.gamma + self.beta
 
 

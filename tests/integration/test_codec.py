@@ -154,7 +154,8 @@ def test_intact_gops_decode_when_another_is_corrupt(coded, tmp_path):
 
 
 def test_low_precision_network_decodes_bit_exactly(tmp_path):
-    """A 3-bit network (the lowest --bpp rungs) travels through the stream and decodes exactly."""
+    """A 3-bit network and 6-bit Cholesky symbols (the lowest --bpp rungs) travel through the
+    stream and decode exactly."""
     from stgvcodec.bitstream import StgvReader
     from stgvcodec.bitstream.gop import decode_gop
     from stgvcodec.bitstream.model_config import unpack_model_config
@@ -162,13 +163,14 @@ def test_low_precision_network_decodes_bit_exactly(tmp_path):
 
     clip = write_clip(tmp_path / "clip.mkv", moving_pattern(4, 21, 30))
     recon: list[np.ndarray] = []
-    quant = QuantConfig(steps=20, codebook_size=8, network_bits=3)
+    quant = QuantConfig(steps=20, codebook_size=8, network_bits=3, cholesky_bits=6)
     encode(clip, tmp_path / "clip.stgv", gaussians=30, fit=FIT, quant=quant, quiet=True, reconstruction=recon)
     with StgvReader(tmp_path / "clip.stgv") as reader:
         record = decode_gop(reader.read_chunk(0), tensor_sizes(unpack_model_config(reader.header.config)))
     assert record.network_bits == 3
     symbols = np.concatenate(record.tensor_symbols)
     assert np.abs(symbols).max() == 3  # each tensor's peak lands on the largest 3-bit level
+    assert 0 <= record.cholesky_symbols.min() and record.cholesky_symbols.max() <= 63
     decode(tmp_path / "clip.stgv", tmp_path / "out.mkv")
     np.testing.assert_array_equal(np.stack(list(read_frames(tmp_path / "out.mkv"))), recon[0])
 

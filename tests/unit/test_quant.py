@@ -15,17 +15,28 @@ from stgvcodec.quant.quantizers import (
 )
 
 
-def test_cholesky_quantizer_matches_dequantization_bit_for_bit():
+@pytest.mark.parametrize("bits", [8, 6])
+def test_cholesky_quantizer_matches_dequantization_bit_for_bit(bits):
     gen = torch.Generator().manual_seed(0)
     cholesky = torch.randn(500, 3, generator=gen) * 2 + 3
-    quantizer = CholeskyQuantizer(cholesky)
+    quantizer = CholeskyQuantizer(cholesky, bits)
     with torch.no_grad():
         quantizer.gamma.mul_(1.1)  # learned values are arbitrary floats
     symbols = quantizer.symbols(cholesky)
-    assert symbols.min() >= 0 and symbols.max() <= 255
+    top = (1 << bits) - 1
+    assert symbols.min() == 0 and symbols.max() <= top
     decoded = dequantize_cholesky(symbols.numpy().astype(np.int32), quantizer.gamma.detach().numpy(), quantizer.beta.detach().numpy())
     np.testing.assert_array_equal(quantizer(cholesky).detach().numpy(), decoded)
-    assert np.abs(decoded - cholesky.numpy()).max() <= quantizer.gamma.max().item() * 0.5 + 1e-5 or symbols.max() == 255
+    inside = (symbols < top).all(dim=1).numpy()  # the widened scale clips the largest values
+    assert np.abs(decoded - cholesky.numpy())[inside].max() <= quantizer.gamma.max().item() * 0.5 + 1e-5
+
+
+def test_cholesky_quantizer_spans_its_range_in_2_to_the_b_levels():
+    cholesky = torch.linspace(0, 1, 64)[:, None].expand(64, 3)
+    quantizer = CholeskyQuantizer(cholesky, 6)
+    np.testing.assert_array_equal(quantizer.symbols(cholesky)[:, 0].numpy(), np.arange(64))
+    with pytest.raises(ValueError, match="Cholesky precision 9 bits"):
+        CholeskyQuantizer(cholesky, 9)
 
 
 def test_cholesky_quantizer_learns_scale_and_offset():
