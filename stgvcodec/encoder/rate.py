@@ -43,9 +43,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..bitstream.gop import MAX_GAUSSIANS
-from ..quant.quantizers import CHOLESKY_BITS
 from ..config import Encoding, ModelConfig
 from ..decode import tensor_sizes
+from ..quant.quantizers import CHOLESKY_BITS
 
 MIN_BPP, MAX_BPP = 0.001, 16.0
 """Range of --bpp the command line accepts."""
@@ -89,9 +89,9 @@ The last rung (181 weights) serves budgets the 589-weight network would take ove
 buys Gaussians with what it saves: carphone, --bpp 0.02, first 60 frames, 0.0202 bpp and 21.57 dB
 (125 Gaussians in the key GoP) against 0.0200 bpp and 20.69 dB (101) on the 589-weight rung."""
 
-PLANE_SIZES: list[tuple[int, int]] = [(64, 8), (32, 8), (16, 8), (8, 8), (4, 3), (4, 3), (4, 3), (4, 1)]
+PLANE_SIZES: list[tuple[int, int]] = [(64, 8), (32, 8), (16, 8), (8, 8), (4, 3), (4, 3), (4, 3), (3, 1)]
 """(plane_resolution, plane_features) of the plane variant at each rung of RUNGS, with the default
-plane_time_resolution of 10: 43,008, 13,312, 4,608, 1,792, 288 and 96 plane weights against the
+plane_time_resolution of 10: 43,008, 13,312, 4,608, 1,792, 288 and 69 plane weights against the
 rungs' 46,720, 12,288, 4,608, 1,536, 288 and 64 hash-table weights."""
 
 
