@@ -188,7 +188,7 @@ def encode(
         def coded_gops():
             with VideoReader(source, **options) as reader:
                 stream = iter(reader)
-                previous = None  # each GoP's fit starts from the previous GoP's decoded model
+                previous = None  # each GoP's fit starts from the previous GoP as decoded
                 for number, (first, count) in enumerate(video.gops):
                     read = list(itertools.islice(stream, count))
                     if len(read) != count:
@@ -197,14 +197,14 @@ def encode(
                     predict = plan.may_predict(number) and previous is not None
                     key_count = control.gaussians(first, count)
                     if predict:  # the count of a key GoP stays ready for a fit that starts afresh (a cut)
-                        gop_fit = replace(fit, gaussians=control.gaussians(first, count, reference=len(previous.gaussians)), cold_gaussians=key_count)
+                        gop_fit = replace(fit, gaussians=control.gaussians(first, count, reference=len(previous.canonical)), cold_gaussians=key_count)
                     else:
                         gop_fit = replace(fit, gaussians=key_count)
                     coded = code_gop(
                         np.stack(read), first, model, gop_fit, quant, target,
                         reference=previous, predict=predict, seed=seed, quiet=quiet, label=label,
                     )  # fmt: skip
-                    previous, report = coded.model, coded.report
+                    previous, report = coded, coded.report
                     plan.record(number, report.predicted)
                     control.record(report.gaussians, report.bytes, report.fixed_bytes, report.psnr, report=report)
                     reports.append(report)

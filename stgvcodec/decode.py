@@ -5,9 +5,9 @@
         deformed Gaussians and the renderer's sums --clamp, round (gop_frames)--> uint8 frames
         --VideoWriter--> output
 
-A predicted GoP needs the canonical Gaussians of the GoP before it, so decoding frames from the
-middle of a file starts at the key GoP before them; the GoPs in between are parsed and
-dequantized, not rendered.
+A predicted GoP needs the canonical Gaussians of the GoP before it (and, when it inherits them,
+its quantizers), so decoding frames from the middle of a file starts at the key GoP before them;
+the GoPs in between are parsed and dequantized, not rendered.
 
 GoPs are decoded one at a time and their frames streamed to the output, so memory stays
 bounded whatever the video's length. The encoder reports its reconstruction through the same
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .bitstream import BitstreamError, StgvReader
-from .bitstream.gop import GopRecord, decode_gop
+from .bitstream.gop import GopRecord, Quantizers, decode_gop
 from .bitstream.model_config import unpack_model_config
 from .config import ModelConfig
 from .gop import frame_times
@@ -64,9 +64,27 @@ CHUNK_LENGTH_BYTES = 4
 """A chunk record starts with its payload length (u32), then the payload (bitstream_spec.md)."""
 
 
-Canonical = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""A GoP's canonical Gaussians as the decoder computes them: float32 means [N, 2], Cholesky factors
-[N, 3] and colours [N, 3], in render order; the reference of a predicted GoP after it."""
+@dataclass(frozen=True)
+class Canonical:
+    """A GoP's canonical Gaussians as the decoder computes them, in render order, and the
+    quantizers of its new Gaussians: the reference of a predicted GoP after it."""
+
+    means: np.ndarray
+    """[N, 2] float32."""
+    cholesky: np.ndarray
+    """[N, 3] float32 Cholesky factors."""
+    colours: np.ndarray
+    """[N, 3] float32."""
+    quantizers: Quantizers
+    """What a predicted GoP after this one may inherit (bitstream_spec.md, section 8.3)."""
+
+    @property
+    def gaussians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(means, cholesky, colours)."""
+        return self.means, self.cholesky, self.colours
+
+    def __len__(self) -> int:
+        return len(self.means)
 
 
 def read_gop(reader: StgvReader, index: int, sizes: list[int], reference: Canonical | None = None) -> tuple[GopRecord, Canonical]:
@@ -86,8 +104,10 @@ def read_gop(reader: StgvReader, index: int, sizes: list[int], reference: Canoni
         raise BitstreamError(f"{entry.label}: predicted from GoP {index - 1}, which was not decoded first")
     try:
         record = decode_gop(
-            payload, sizes, base=entry.offset + CHUNK_LENGTH_BYTES, reference=len(reference[0]) if entry.predicted else None
-        )
+            payload, sizes, base=entry.offset + CHUNK_LENGTH_BYTES, version=reader.header.version,
+            reference=len(reference) if entry.predicted else None,
+            quantizers=reference.quantizers if entry.predicted else None,
+        )  # fmt: skip
         return record, canonical_gaussians(record, reference)
     except BitstreamError as error:
         raise BitstreamError(f"{entry.label}: {error}") from None
@@ -107,20 +127,14 @@ def canonical_gaussians(record: GopRecord, reference: Canonical | None = None) -
     cholesky = dequantize_cholesky(record.cholesky_symbols, record.cholesky_gamma, record.cholesky_beta)
     colours = dequantize_colours(record.colour_indices, record.codebooks)
     if record.prediction is None:
-        return means, cholesky, colours
+        return Canonical(means, cholesky, colours, record.quantizers)
     if reference is None:
         raise BitstreamError("a predicted GoP needs the previous GoP's Gaussians")
     try:
-        kept = predict_gaussians(record.prediction, reference)
+        kept = predict_gaussians(record.prediction, reference.gaussians)
     except ValueError as error:
         raise BitstreamError(f"GoP payload: {error}") from None
-    return tuple(np.concatenate((old, new)) for old, new in zip(kept, (means, cholesky, colours)))
-
-
-def canonical_of(model: GopModel) -> Canonical:
-    """A decoded model's canonical Gaussians as numpy (the reference of the GoP after it)."""
-    g = model.gaussians
-    return tuple(p.detach().cpu().numpy().astype(np.float32) for p in (g.means, g.cholesky, g.colors))
+    return Canonical(*(np.concatenate((old, new)) for old, new in zip(kept, (means, cholesky, colours))), record.quantizers)
 
 
 def gop_model(record: GopRecord, config: ModelConfig, device: torch.device, canonical: Canonical | None = None) -> GopModel:
@@ -130,7 +144,7 @@ def gop_model(record: GopRecord, config: ModelConfig, device: torch.device, cano
         canonical: its canonical Gaussians from canonical_gaussians(); computed here when None
             (a key GoP's record only).
     """
-    means, cholesky, colours = canonical if canonical is not None else canonical_gaussians(record)
+    means, cholesky, colours = (canonical if canonical is not None else canonical_gaussians(record)).gaussians
     gaussians = Gaussians(torch.from_numpy(means), torch.from_numpy(cholesky), torch.from_numpy(colours))
     model = GopModel(gaussians, config)
     with torch.no_grad():
@@ -271,7 +285,7 @@ def decode(
                 if index < wanted_gops[0]:
                     continue  # a reference of the GoPs wanted: its Gaussians only
                 gop_first, gop_last = entry.first_frame, entry.first_frame + entry.frame_count - 1
-                check_memory(header.width, header.height, len(canonical[0]), config, entry.label)
+                check_memory(header.width, header.height, len(canonical), config, entry.label)
                 model = gop_model(record, config, target, canonical)
                 wanted = range(max(first, gop_first) - gop_first, min(last, gop_last) + 1 - gop_first)
                 for _, frame in gop_frames(model, entry.frame_count, header.height, header.width, frames=wanted):

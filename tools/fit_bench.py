@@ -211,7 +211,7 @@ def _decoded(fitted, clip, model_config, device, args, run: dict):
 
     wall, cpu = time.perf_counter(), time.process_time()
     quant = QuantConfig() if args.qat_steps is None else QuantConfig(steps=args.qat_steps)
-    payload, decoded = quantize_gop(fitted, clip, model_config, quant, device, seed=args.seed, quiet=args.quiet)
+    payload, decoded, _ = quantize_gop(fitted, clip, model_config, quant, device, seed=args.seed, quiet=args.quiet)
     run["qat_seconds"], run["qat_cpu_seconds"] = time.perf_counter() - wall, time.process_time() - cpu
     sources = clip.cpu().numpy()
     reconstruction = render_gop(decoded, *sources.shape[:3])

@@ -27,7 +27,7 @@ slow-unit files count wall time: its timeout is set past that point, and slow un
 Structure-aware mutation: libFuzzer's byte mutations rarely survive the container's CRCs, so the
 custom mutator splits a .stgv file into header, chunks and each chunk's streams, mutates one of
 them (bytes through libFuzzer, a PARAMS number replaced by NaN, inf, a bound or an extreme
-integer, or an index entry's frames or, in version 3, its flags), and writes the file again with
+integer, or an index entry's frames or, from version 3, its flags), and writes the file again with
 every length, offset and CRC made consistent. One
 mutation in six leaves the framing as it is, so the framing checks are fuzzed as well.
 
@@ -556,7 +556,7 @@ def _targets() -> dict:
 
     def render(path: Path) -> None:
         for k, (header, config, sizes, entry, (record, canonical)) in enumerate(gops(path, parse=True)):
-            if k >= RENDER_MAX_GOPS or sum(sizes) > RENDER_MAX_WEIGHTS or len(canonical[0]) > RENDER_MAX_GAUSSIANS:
+            if k >= RENDER_MAX_GOPS or sum(sizes) > RENDER_MAX_WEIGHTS or len(canonical) > RENDER_MAX_GAUSSIANS:
                 continue
             height, width = min(header.height, RENDER_SIDE), min(header.width, RENDER_SIDE)
             count = min(entry.frame_count, RENDER_FRAMES)
@@ -593,7 +593,7 @@ def _selftest(data: bytes) -> None:
 # Structure-aware mutation of .stgv files.
 
 _U32 = struct.Struct("<I")
-_ENTRY = struct.Struct("<IIQI")  # first frame, frame count, offset, length; version 3 adds a flags byte
+_ENTRY = struct.Struct("<IIQI")  # first frame, frame count, offset, length; versions 3 and 4 add a flags byte
 _FLAG_VALUES = [0, 1, 2, 3, 0x80, 0xFF]
 """Flags bytes the mutator writes: key, predicted, and reserved bits set."""
 
@@ -605,12 +605,12 @@ class Layout:
     header: bytes  # magic, version, body length, body (the CRC is recomputed)
     frames: list[tuple[int, int]]  # (first frame, frame count) of each index entry
     payloads: list[bytes] = field(default_factory=list)
-    flags: list[int] = field(default_factory=list)  # flags byte of each index entry (version 3 only)
+    flags: list[int] = field(default_factory=list)  # flags byte of each index entry (versions 3 and 4 only)
 
 
 def _entry_size(header: bytes) -> int:
-    """Bytes of an index entry: 21 (flags last) in a version-3 file, 20 otherwise."""
-    return _ENTRY.size + 1 if header[4:6] == b"\x03\x00" else _ENTRY.size
+    """Bytes of an index entry: 21 (flags last) in a version-3 or -4 file, 20 otherwise."""
+    return _ENTRY.size + 1 if header[4:6] in (b"\x03\x00", b"\x04\x00") else _ENTRY.size
 
 
 def split_stgv(data: bytes) -> Layout | None:
@@ -725,7 +725,7 @@ def mutate_stgv(data: bytes, max_size: int, rng: random.Random, mutate) -> bytes
     elif choice < 0.92:
         other = rng.randrange(len(layout.payloads))
         layout.payloads[k] = layout.payloads[other]
-    elif layout.flags and rng.random() < 0.5:  # version 3 only, so version-2 mutations stay as they were
+    elif layout.flags and rng.random() < 0.5:  # versions 3 and 4 only, so version-2 mutations stay as they were
         layout.flags[k] = rng.choice(_FLAG_VALUES)
     else:
         first, frames = layout.frames[k]
@@ -793,13 +793,17 @@ SEED_ENCODES = {
                           size=(5, 11), frames=3, gop=3),
     "hash-predicted": dict(model=dict(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1),
                            quant=dict(codebook_size=8), size=(12, 16), frames=9, gop=3),
+    "hash-predicted-v4": dict(model=dict(log2_table_size=4, levels=3, width=8, temporal_features=2, spatial_features=1),
+                              quant=dict(codebook_size=4, network_bits=6), size=(10, 14), frames=9, gop=3),
 }  # fmt: skip
 """Tiny encodes: every encoding, several precisions and codebooks, odd sizes, one to three GoPs
-(hash-predicted: a key GoP and two predicted ones)."""
+(hash-predicted and hash-predicted-v4: a key GoP and two predicted ones, which in version 4
+inherit the key GoP's quantizers)."""
 
 
-def make_seeds(folder: Path) -> list[Path]:
-    """Encodes a synthetic clip for every entry of SEED_ENCODES into `folder`/<name>.stgv."""
+def make_seeds(folder: Path, names: list[str] | None = None) -> list[Path]:
+    """Encodes a synthetic clip for every entry of SEED_ENCODES (or those `names`) into
+    `folder`/<name>.stgv."""
     from stgvcodec.api import encode
     from stgvcodec.config import FitConfig, ModelConfig
     from stgvcodec.quant.qat import QuantConfig
@@ -808,6 +812,8 @@ def make_seeds(folder: Path) -> list[Path]:
     written = []
     with tempfile.TemporaryDirectory() as scratch:
         for name, spec in SEED_ENCODES.items():
+            if names is not None and name not in names:
+                continue
             height, width = spec["size"]
             clip = _write_clip(Path(scratch) / f"{name}.mkv", spec["frames"], height, width)
             path = folder / f"{name}.stgv"

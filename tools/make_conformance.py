@@ -30,7 +30,7 @@ import json
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -92,11 +92,16 @@ class Vector:
     """Predicted GoPs whose chunk is replaced by their record with some reference Gaussians dropped and
     new Gaussians added (_drop_and_add): with a fixed Gaussian count the encoder keeps every reference
     Gaussian and adds none."""
+    own_quantizers: tuple[int, ...] = ()
+    """GoPs of drop_gops whose new Gaussians are coded on a Cholesky quantizer and codebooks of their
+    own; in the others they are coded on the reference's (inherited, as the encoder does)."""
 
 
-FIT = FitConfig(init_steps=12, deform_steps=24, lr_network=2e-2, lr_network_final=1e-2)
+FIT = FitConfig(init_steps=12, deform_steps=24, lr_network=2e-2, lr_network_final=1e-2, anchor_strength=0.3)
 """Few steps (quality is beside the point) with a network learning rate high enough that the
-deformation moves Gaussians by a fraction of a pixel or more, so the frames depend on the network."""
+deformation moves Gaussians by a fraction of a pixel or more, so the frames depend on the network;
+a weak pull toward the reference, so that a predicted GoP has both updated and copied Gaussians
+(at the default strength these few steps leave every kept Gaussian on its reference)."""
 QAT_STEPS = 4
 
 VECTORS_LIST: list[Vector] = [
@@ -143,11 +148,13 @@ VECTORS_LIST: list[Vector] = [
     ),
     Vector(
         name="hash_p8_predicted",
-        covers="predicted GoPs (--keyint 6 over GoPs of 3 frames: key, predicted, key, predicted) with copied and "
-        "updated Gaussians; in GoP 3, edited by hand, dropped and new ones too; a hash grid at P = 8",
-        width=24, height=16, frames=12, gop_size=3, keyint=6,
+        covers="predicted GoPs (--keyint 9 over GoPs of 3 frames: key, predicted, predicted, key, predicted) with "
+        "copied and updated Gaussians, each inheriting its reference's quantizers; in GoPs 2 and 4, edited by "
+        "hand, dropped and new ones too, coded on the inherited quantizers (GoP 2) and on quantizers of their "
+        "own (GoP 4); a hash grid at P = 8",
+        width=24, height=16, frames=15, gop_size=3, keyint=9,
         model=ModelConfig(levels=4, log2_table_size=6, base_resolution=4, per_level_scale=2.0, width=8),
-        gaussians=60, network_bits=8, rvq_stages=2, codebook_size=16, seed=9, drop_gops=(3,),
+        gaussians=60, network_bits=8, rvq_stages=2, codebook_size=16, seed=9, drop_gops=(2, 4), own_quantizers=(4,),
     ),
 ]  # fmt: skip
 
@@ -207,6 +214,15 @@ COVERAGE = {
     "an UPDATED Gaussian": lambda v: any(g["prediction"]["updated"] for g in _predicted(v)),
     "a DROPPED Gaussian": lambda v: any(g["prediction"]["dropped"] for g in _predicted(v)),
     "new Gaussians in a predicted GoP": lambda v: any(g["prediction"]["new"] for g in _predicted(v)),
+    "a predicted GoP with new Gaussians on its reference's quantizers (inherited)": lambda v: any(
+        g["prediction"]["new"] and g["inherits"] for g in _predicted(v)
+    ),
+    "a predicted GoP with new Gaussians on quantizers of its own": lambda v: any(
+        g["prediction"]["new"] and not g["inherits"] for g in _predicted(v)
+    ),
+    "a predicted GoP inheriting from a predicted GoP": lambda v: any(
+        a["predicted"] and b["predicted"] and b["inherits"] for a, b in zip(v["gops"], v["gops"][1:])
+    ),
 }
 """What the set of vectors must exercise, each tested on what file_facts() reads from a file (manifest
 entries hold the same fields). Every item must hold for at least one vector."""
@@ -254,7 +270,7 @@ def _empty_payload(config: ModelConfig, vector: Vector) -> bytes:
         colour_indices=np.zeros((0, vector.rvq_stages), np.int32),
         codebooks=rng.uniform(-0.2, 1.0, (vector.rvq_stages, vector.codebook_size, 3)).astype(np.float16),
         tensor_symbols=tensors,
-        tensor_scales=[np.float32(0.01 * (k + 1)) for k in range(len(tensors))],
+        tensor_scales=[np.float32((k + 1) / 128) for k in range(len(tensors))],
         network_bits=vector.network_bits,
     )
     return encode_gop(record)
@@ -301,7 +317,8 @@ def _edit_gops(path: Path, vector: Vector) -> None:
             elif k in vector.drop_gops:
                 if not entry.predicted:
                     raise RuntimeError(f"{vector.name}: GoP {k} came out a key GoP (its fit started cold)")
-                chunks.append(Chunk(encode_gop(_drop_and_add(record, reference, vector)), predicted=True))
+                own = k in vector.own_quantizers
+                chunks.append(Chunk(encode_gop(_drop_and_add(record, reference, vector, own)), predicted=True))
             else:
                 chunks.append(Chunk(bytes(reader.read_chunk(k)), entry.predicted))
             reference = canonical
@@ -314,12 +331,15 @@ NEW_GAUSSIANS = 3
 """In a GoP of `drop_gops`, how many of the dropped Gaussians come back as new Gaussians."""
 
 
-def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector) -> GopRecord:
+def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector, own: bool) -> GopRecord:
     """A predicted GoP's record with reference Gaussians 0, DROP_EVERY, 2 DROP_EVERY, ... dropped
     (their residual rows removed if they were updated) and the first NEW_GAUSSIANS of them coded again
-    as new Gaussians, as a key GoP codes its own: float16 positions, Cholesky symbols on a step and
-    offset that span their factors, colours as entries of the first codebook (the other stages' entry
-    0, zero). The network and the other kept Gaussians are the encoder's.
+    as new Gaussians: float16 positions, and
+    - `own`: as a key GoP codes its own: Cholesky symbols on a step and offset that span their
+      factors, colours as entries of the first codebook (the other stages' entry 0, zero);
+    - otherwise on the reference's quantizers (inherited): Cholesky symbols rounded on its step and
+      offset, colours the nearest codebook entry stage by stage.
+    The network and the other kept Gaussians are the encoder's.
 
     Args:
         record: the predicted GoP's record as decoded (read_gop).
@@ -331,7 +351,19 @@ def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector) -> Go
     residuals = record.prediction.residuals[~np.isin(updated, dropped)]
     keep[dropped] = Keep.DROPPED
     new = dropped[:NEW_GAUSSIANS]
-    means, cholesky, colours = (np.asarray(values, np.float32)[new] for values in reference)
+    means, cholesky, colours = (np.asarray(values, np.float32)[new] for values in reference.gaussians)
+    if not own:
+        gamma, beta, codebooks = reference.quantizers
+        indices, left = [], colours.copy()
+        for book in codebooks.astype(np.float32):
+            indices.append(np.argmin(((left[:, None] - book[None]) ** 2).sum(-1), axis=1))
+            left -= book[indices[-1]]
+        return replace(
+            record, means=means.astype(np.float16), inherits=True,
+            cholesky_symbols=np.clip(np.rint((cholesky - beta) / gamma), 0, 255).astype(np.int32),
+            colour_indices=np.stack(indices, axis=-1).astype(np.int32),
+            prediction=Prediction(keep, record.prediction.steps, residuals),
+        )  # fmt: skip
     low = cholesky.min(0)
     gamma = np.maximum((cholesky.max(0) - low) / 255, 1e-3).astype(np.float32)
     codebooks = np.zeros((vector.rvq_stages, vector.codebook_size, 3), np.float16)
@@ -380,7 +412,7 @@ def decoder_dumps(path: str | Path) -> list[GopDumps]:
             record, reference = read_gop(reader, index, sizes, reference)
             model = gop_model(record, config, device, reference)
             batches = list(gop_batches(model, entry.frame_count, header.height, header.width, BACKEND))
-            count = len(reference[0])  # the canonical Gaussians (a predicted record holds only the new ones)
+            count = len(reference)  # the canonical Gaussians (a predicted record holds only the new ones)
             with torch.no_grad():
                 inputs = [model.deformation.mlp_input(model.gaussians.means, b.times) for b in batches]
             mlp_input = torch.cat([x.reshape(b.times.shape[0], count, x.shape[-1]) for x, b in zip(inputs, batches)])
@@ -470,12 +502,12 @@ def file_facts(path: str | Path) -> dict:
         sizes = tensor_sizes(config)
         gops, reference = [], None
         for k, entry in enumerate(reader.gops):
-            references = len(reference[0]) if reference is not None else 0
+            references = len(reference) if reference is not None else 0
             record, reference = read_gop(reader, k, sizes, reference)
             gops.append({
                 "gop": k, "first_frame": entry.first_frame, "frames": entry.frame_count,
                 "predicted": entry.predicted, "prediction": _prediction_counts(record, references),
-                "gaussians": len(reference[0]), "network_bits": record.network_bits,
+                "gaussians": len(reference), "network_bits": record.network_bits, "inherits": record.inherits,
                 "rvq_stages": record.codebooks.shape[0], "codebook_size": record.codebooks.shape[1],
                 "streams": stream_table(reader.read_chunk(k)),
             })  # fmt: skip

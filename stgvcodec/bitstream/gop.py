@@ -6,7 +6,9 @@ A key GoP's record holds all its Gaussians. A predicted GoP's record (record.pre
 what changed against its reference, the previous GoP's decoded Gaussians: a class per reference
 Gaussian (dropped, copied, updated), the residual symbols of the updated ones and their steps;
 its Gaussian fields (means, Cholesky and colour symbols) then hold only the new Gaussians, coded
-as a key GoP codes all of its own (bitstream_spec.md, section 8.3).
+as a key GoP codes all of its own (bitstream_spec.md, section 8.3). From version 4 a predicted
+GoP may inherit the Cholesky quantizer and colour codebooks of its reference (record.inherits):
+its PARAMS then holds neither, and its new Gaussians are dequantized with the reference's.
 
 Positions: Gaussians are ordered by (x, y) through an order-preserving map of their float16 bit
 patterns to integers (key), so the x keys ascend: the stream holds the first x key, the
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,9 +32,18 @@ from ..entropy import decode_symbols, encode_symbols
 from ..entropy.varint import write_uvarint
 from .streams import pack_streams, unpack_streams
 from .errors import BitstreamError
+from .records import FORMAT_VERSION
 
 MAX_GAUSSIANS = 1 << 22
 _HEAD = struct.Struct("<IBHBBH")  # Gaussians, RVQ stages, codebook size, network tensors and bits, first x key
+INHERITS_FROM = 4
+"""First version in which a predicted GoP may inherit its reference's quantizers (M = B = 0 in
+PARAMS), and whose PREDICTION steps and network tensor scales are float16."""
+
+
+def _scale_dtype(version: int) -> str:
+    """Network tensor scales in PARAMS: float32 in version 3, float16 from version 4."""
+    return "<f2" if version >= INHERITS_FROM else "<f4"
 MAX_STAGES = 8
 MAX_CODEBOOK = 1 << 12
 MAX_TENSORS = 64
@@ -90,7 +102,25 @@ MAX_RESIDUAL = 1 << 24
 """Largest magnitude of a residual symbol."""
 MAX_PREDICTED = float(1 << 24)
 """Largest magnitude of a value of an updated Gaussian (position, Cholesky factor or colour)."""
-_PREDICTION = struct.Struct("<I8f")  # reference Gaussians, then one step per residual attribute
+_PREDICTIONS = {3: struct.Struct("<I8f"), 4: struct.Struct("<I8e")}
+"""PREDICTION stream by version: reference Gaussians, then one step per residual attribute
+(float32 in version 3, float16 from version 4)."""
+
+
+def _prediction_layout(version: int) -> struct.Struct:
+    return _PREDICTIONS[min(version, max(_PREDICTIONS))]
+
+
+class Quantizers(NamedTuple):
+    """The side information that dequantizes a GoP's new Gaussians' Cholesky and colour symbols.
+    A predicted GoP may inherit its reference's (GopRecord.inherits)."""
+
+    cholesky_gamma: np.ndarray
+    """[3] float32 per-channel step."""
+    cholesky_beta: np.ndarray
+    """[3] float32 per-channel offset."""
+    codebooks: np.ndarray
+    """[M, B, 3] float16 residual-VQ codebooks."""
 
 
 @dataclass
@@ -125,28 +155,28 @@ class GopRecord:
     """Per network tensor (DeformationField.named_parameters() order), int32 in [-m, m] with
     m = 2^(P-1) - 1, row-major."""
     tensor_scales: list[np.float32]
-    """Per network tensor, its float32 step."""
+    """Per network tensor, its step (float32; from version 4 the stream holds it as float16, so it
+    must be a float16 value)."""
     network_bits: int = 8
     """Precision P of the network symbols."""
     prediction: Prediction | None = None
     """None for a key GoP. For a predicted GoP, the changes against the reference; the fields
     above then describe the new Gaussians only (decoded after the kept ones)."""
+    inherits: bool = False
+    """A predicted GoP whose Cholesky gamma, beta and codebooks are its reference's (`quantizers`
+    of the reference's record): the payload omits them (version 4 on)."""
+
+    @property
+    def quantizers(self) -> Quantizers:
+        """The quantizers of the record's new Gaussians (those a predicted GoP after it may inherit)."""
+        return Quantizers(self.cholesky_gamma, self.cholesky_beta, self.codebooks)
 
     def sorted(self) -> GopRecord:
         """The same record with Gaussians in stream order (ascending x key, then y key)."""
         keys = position_keys(self.means)
         order = np.lexsort((keys[:, 1], keys[:, 0]))
-        return GopRecord(
-            self.means[order],
-            self.cholesky_symbols[order],
-            self.cholesky_gamma,
-            self.cholesky_beta,
-            self.colour_indices[order],
-            self.codebooks,
-            self.tensor_symbols,
-            self.tensor_scales,
-            self.network_bits,
-            self.prediction,
+        return replace(
+            self, means=self.means[order], cholesky_symbols=self.cholesky_symbols[order], colour_indices=self.colour_indices[order]
         )
 
 
@@ -162,25 +192,36 @@ def keys_to_means(keys: np.ndarray) -> np.ndarray:
     return bits.astype(np.uint16).view(np.float16)
 
 
-def encode_gop(record: GopRecord) -> bytes:
-    """Payload bytes of a GoP record (the Gaussians are written in stream order)."""
+def encode_gop(record: GopRecord, version: int = FORMAT_VERSION) -> bytes:
+    """Payload bytes of a GoP record (the Gaussians are written in stream order) for a file of
+    format `version` (3 or 4).
+
+    Raises:
+        ValueError: for a record that inherits quantizers without being predicted, or in version 3;
+            for scales or steps that the version's float format does not hold exactly.
+    """
+    if record.inherits and (record.prediction is None or version < INHERITS_FROM):
+        raise ValueError(f"only a predicted GoP of version {INHERITS_FROM} or later inherits its reference's quantizers")
     record = record.sorted()
     count = record.means.shape[0]
     stages, book = record.codebooks.shape[:2]
     keys = position_keys(record.means)
     first_x = int(keys[0, 0]) if count else 0
-    params = b"".join(
+    head = _HEAD.pack(count, 0, 0, len(record.tensor_symbols), record.network_bits, first_x) if record.inherits else b"".join(
         (
             _HEAD.pack(count, stages, book, len(record.tensor_symbols), record.network_bits, first_x),
             record.cholesky_gamma.astype("<f4").tobytes(),
             record.cholesky_beta.astype("<f4").tobytes(),
             record.codebooks.astype("<f2").tobytes(),
-            np.asarray(record.tensor_scales, dtype="<f4").tobytes(),
         )
     )
-    streams = [(Stream.PARAMS, params)]
+    scales = np.asarray(record.tensor_scales, np.float32)
+    stored = scales.astype(_scale_dtype(version))
+    if not np.array_equal(stored.astype(np.float32), scales):
+        raise ValueError(f"network tensor scales {scales.tolist()} are not exact in a version-{version} PARAMS stream")
+    streams = [(Stream.PARAMS, head + stored.tobytes())]
     if record.prediction is not None:
-        streams += _prediction_streams(record.prediction)
+        streams += _prediction_streams(record.prediction, version)
     streams += [
         (Stream.POSITION_X, encode_symbols(np.diff(keys[:, 0]))),
         (Stream.POSITION_Y_HIGH, encode_symbols(keys[:, 1] >> 8)),
@@ -194,16 +235,30 @@ def encode_gop(record: GopRecord) -> bytes:
     return pack_streams([(int(k), v) for k, v in streams])
 
 
-def _prediction_streams(prediction: Prediction) -> list[tuple[int, bytes]]:
-    """PREDICTION, KEEP and the RESIDUAL streams of a predicted GoP."""
+def _prediction_streams(prediction: Prediction, version: int) -> list[tuple[int, bytes]]:
+    """PREDICTION, KEEP and the RESIDUAL streams of a predicted GoP.
+
+    Raises:
+        ValueError: for steps the version's PREDICTION layout does not hold exactly.
+    """
     residuals = np.asarray(prediction.residuals, np.int32).reshape(-1, len(RESIDUAL_ATTRIBUTES))
-    head = _PREDICTION.pack(len(prediction.keep), *np.asarray(prediction.steps, np.float32).tolist())
+    steps = np.asarray(prediction.steps, np.float32)
+    layout = _prediction_layout(version)
+    head = layout.pack(len(prediction.keep), *steps.tolist())
+    if not np.array_equal(np.asarray(layout.unpack(head)[1:], np.float32), steps):
+        raise ValueError(f"residual steps {steps.tolist()} are not exact in the version-{version} PREDICTION stream")
     streams = [(Stream.PREDICTION, head), (Stream.KEEP, encode_symbols(np.asarray(prediction.keep)))]
     return streams + [(Stream.RESIDUAL + k, encode_symbols(residuals[:, k])) for k in range(residuals.shape[1])]
 
 
 def decode_gop(
-    payload: bytes | memoryview, tensor_sizes: list[int], *, base: int = 0, reference: int | None = None
+    payload: bytes | memoryview,
+    tensor_sizes: list[int],
+    *,
+    base: int = 0,
+    reference: int | None = None,
+    quantizers: Quantizers | None = None,
+    version: int = FORMAT_VERSION,
 ) -> GopRecord:
     """Parses a GoP payload.
 
@@ -215,6 +270,9 @@ def decode_gop(
             start of the file (from the start of the payload when 0).
         reference: None for a key GoP; for a predicted GoP (the GoP index says which), the
             Gaussian count of its reference, the previous GoP as decoded.
+        quantizers: for a predicted GoP, its reference's (GopRecord.quantizers of the reference's
+            record as decoded), which it may inherit; the returned record then holds them.
+        version: the file's format version (the header's).
 
     Raises:
         BitstreamError: on any malformed, missing or out-of-range field, naming the stream and
@@ -225,23 +283,33 @@ def decode_gop(
     except BitstreamError as error:
         raise BitstreamError(_shift_offsets(str(error).replace(" of the payload", ""), base)) from None
     starts = _stream_starts(streams, base)
-    expected_ids = _expected_ids(streams, tensor_sizes, reference is not None)
+    inherits = _inherits(streams, reference is not None, version)
+    if inherits and quantizers is None:
+        raise BitstreamError("GoP payload: inherits its reference's quantizers, which were not given")
+    inherited_stages = len(quantizers.codebooks) if inherits else None
+    expected_ids = _expected_ids(streams, tensor_sizes, reference is not None, inherited_stages)
     ids = [stream_id for stream_id, _ in streams]
     if ids != expected_ids:
         raise BitstreamError(f"GoP payload: stream ids {ids} differ from the expected {expected_ids}")
     params = streams[0][1]
-    count, stages, book, tensors, bits, first_x = _params_head(params)
-    books_at = _HEAD.size + 24
-    need = books_at + stages * book * 6 + 4 * tensors
+    count, stages, book, tensors, bits, first_x = _params_head(params, inherits)
+    at = starts[0]  # where PARAMS's data start
+    if inherits:
+        gamma, beta, codebooks = quantizers
+        stages, book = codebooks.shape[:2]
+        scales_at = _HEAD.size
+    else:
+        books_at = _HEAD.size + 24
+        scales_at = books_at + stages * book * 6
+    scale_dtype = _scale_dtype(version)
+    need = scales_at + int(scale_dtype[-1]) * tensors
     if len(params) != need:
         raise BitstreamError(f"GoP payload: parameter stream holds {len(params)} bytes, expected {need}")
-    at = starts[0]  # where PARAMS's data start
-
-    scales_at = books_at + stages * book * 6
-    gamma = _floats(params, "<f4", 3, _HEAD.size, "Cholesky step gamma", at, MAX_PARAM)
-    beta = _floats(params, "<f4", 3, _HEAD.size + 12, "Cholesky offset beta", at, MAX_PARAM)
-    codebooks = _floats(params, "<f2", stages * book * 3, books_at, "codebook value", at, None).reshape(stages, book, 3)
-    scales = list(_floats(params, "<f4", tensors, scales_at, "network tensor scale", at, MAX_PARAM))
+    if not inherits:
+        gamma = _floats(params, "<f4", 3, _HEAD.size, "Cholesky step gamma", at, MAX_PARAM)
+        beta = _floats(params, "<f4", 3, _HEAD.size + 12, "Cholesky offset beta", at, MAX_PARAM)
+        codebooks = _floats(params, "<f2", stages * book * 3, books_at, "codebook value", at, None).reshape(stages, book, 3)
+    scales = [np.float32(v) for v in _floats(params, scale_dtype, tensors, scales_at, "network tensor scale", at, MAX_PARAM)]
 
     data = iter(zip(streams[1:], starts[1:]))
     prediction = None
@@ -263,7 +331,7 @@ def decode_gop(
 
     if reference is not None:
         (_, view), start = next(data)
-        prediction_head = _prediction_head(view, start, reference)
+        prediction_head = _prediction_head(view, start, reference, version)
         keep = symbols(reference, 0, max(Keep), "keep")
         updated = int(np.count_nonzero(keep == Keep.UPDATED))
         residuals = [symbols(updated, -MAX_RESIDUAL, MAX_RESIDUAL, f"residual {a}") for a in RESIDUAL_ATTRIBUTES]
@@ -300,15 +368,17 @@ def decode_gop(
         scales,
         bits,
         prediction,
+        inherits,
     )
 
 
-def _prediction_head(view: memoryview, start: int, reference: int) -> np.ndarray:
+def _prediction_head(view: memoryview, start: int, reference: int, version: int) -> np.ndarray:
     """The steps of a PREDICTION stream at file offset `start`, after checking its length, its
     reference count against `reference` and the steps."""
-    if len(view) != _PREDICTION.size:
-        raise BitstreamError(f"GoP payload: prediction stream at byte {start} holds {len(view)} bytes, expected {_PREDICTION.size}")
-    count, *steps = _PREDICTION.unpack(view)
+    layout = _prediction_layout(version)
+    if len(view) != layout.size:
+        raise BitstreamError(f"GoP payload: prediction stream at byte {start} holds {len(view)} bytes, expected {layout.size}")
+    count, *steps = layout.unpack(view)
     if count != reference:
         raise BitstreamError(
             f"GoP payload: prediction stream at byte {start} refers to {count} Gaussians, the previous GoP decodes to {reference}"
@@ -318,7 +388,7 @@ def _prediction_head(view: memoryview, start: int, reference: int) -> np.ndarray
     if not good.all():
         k = int(np.argmin(good))
         raise BitstreamError(
-            f"GoP payload: residual step {RESIDUAL_ATTRIBUTES[k]} = {float(steps[k]):.7g} at byte {start + 4 + 4 * k} "
+            f"GoP payload: residual step {RESIDUAL_ATTRIBUTES[k]} = {float(steps[k]):.7g} at byte {start + 4 + (layout.size - 4) // 8 * k} "
             f"is not in (0, {MAX_PARAM:g}]"
         )
     return steps
@@ -367,7 +437,7 @@ def _floats(params, dtype: str, count: int, offset: int, what: str, at: int, lim
     values = np.frombuffer(params, dtype, count, offset)
     good = np.isfinite(values)
     if limit is not None:
-        good &= np.abs(values) <= limit
+        good &= np.abs(values.astype(np.float32)) <= limit
     if not good.all():
         k = int(np.argmin(good))
         bound = "" if limit is None else f" or outside [-{limit:g}, {limit:g}]"
@@ -376,14 +446,15 @@ def _floats(params, dtype: str, count: int, offset: int, what: str, at: int, lim
     return values.astype(dtype[1:])
 
 
-def _params_head(params: memoryview | bytes) -> tuple[int, int, int, int, int, int]:
+def _params_head(params: memoryview | bytes, inheritable: bool = False) -> tuple[int, int, int, int, int, int]:
+    """The fields of PARAMS's head. `inheritable`: M = B = 0 (quantizers inherited) is accepted."""
     if len(params) < _HEAD.size:
         raise BitstreamError(f"GoP payload: parameter stream of {len(params)} bytes is too short")
     count, stages, book, tensors, bits, first_x = _HEAD.unpack_from(params, 0)
+    inherited = inheritable and (stages, book) == (0, 0)
     if not (
         count <= MAX_GAUSSIANS
-        and 1 <= stages <= MAX_STAGES
-        and 1 <= book <= MAX_CODEBOOK
+        and (inherited or (1 <= stages <= MAX_STAGES and 1 <= book <= MAX_CODEBOOK))
         and tensors <= MAX_TENSORS
         and MIN_TENSOR_BITS <= bits <= MAX_TENSOR_BITS
     ):
@@ -394,10 +465,20 @@ def _params_head(params: memoryview | bytes) -> tuple[int, int, int, int, int, i
     return count, stages, book, tensors, bits, first_x
 
 
-def _expected_ids(streams, tensor_sizes: list[int], predicted: bool) -> list[int]:
+def _inherits(streams, predicted: bool, version: int) -> bool:
+    """Whether a payload's PARAMS says it inherits its reference's quantizers (M = 0): allowed in a
+    predicted GoP from version 4 on; otherwise M = 0 is out of range (and _params_head says so)."""
     if not streams or streams[0][0] != Stream.PARAMS:
         raise BitstreamError("GoP payload: the first stream must be the parameter stream")
-    _, stages, _, tensors, _, _ = _params_head(streams[0][1])
+    params = streams[0][1]
+    return predicted and version >= INHERITS_FROM and len(params) >= _HEAD.size and _HEAD.unpack_from(params, 0)[1] == 0
+
+
+def _expected_ids(streams, tensor_sizes: list[int], predicted: bool, inherited_stages: int | None = None) -> list[int]:
+    """The stream ids a payload must hold; `inherited_stages`: the reference's M for a payload that
+    inherits its quantizers."""
+    _, stages, _, tensors, _, _ = _params_head(streams[0][1], inherited_stages is not None)
+    stages = inherited_stages if inherited_stages is not None else stages
     if tensors != len(tensor_sizes) or tensors < MLP_TENSORS:
         raise BitstreamError(f"GoP payload: {tensors} network tensors, the model configuration has {len(tensor_sizes)}")
     prediction = [Stream.PREDICTION, Stream.KEEP] + [Stream.RESIDUAL + k for k in range(len(RESIDUAL_ATTRIBUTES))]
@@ -418,7 +499,7 @@ def gaussian_count(payload: bytes | memoryview) -> int:
     """
     for stream_id, view in unpack_streams(payload):
         if stream_id == Stream.PARAMS:
-            return _params_head(view)[0]
+            return _params_head(view, inheritable=True)[0]
     raise BitstreamError("GoP payload: no parameter stream")
 
 
@@ -430,9 +511,10 @@ def keep_counts(payload: bytes | memoryview) -> tuple[int, int, int]:
         BitstreamError: for a payload without a readable PREDICTION or KEEP stream.
     """
     streams = dict(unpack_streams(payload))
-    if Stream.PREDICTION not in streams or Stream.KEEP not in streams or len(streams[Stream.PREDICTION]) != _PREDICTION.size:
+    sizes = {layout.size for layout in _PREDICTIONS.values()}
+    if Stream.PREDICTION not in streams or Stream.KEEP not in streams or len(streams[Stream.PREDICTION]) not in sizes:
         raise BitstreamError("GoP payload: no prediction streams")
-    reference = _PREDICTION.unpack(streams[Stream.PREDICTION])[0]
+    reference = struct.unpack_from("<I", streams[Stream.PREDICTION])[0]
     keep, _ = decode_symbols(streams[Stream.KEEP], 0, max_count=reference)
     return reference, int(np.count_nonzero(keep != Keep.DROPPED)), int(np.count_nonzero(keep == Keep.COPIED))
 

@@ -1,18 +1,20 @@
 """Coding one GoP: fit -> QAT -> payload -> closed-loop decode.
 
-    frames [T, H, W, 3] uint8 (+ optional reference: the previous GoP's decoded model) --fit_gop-->
+    frames [T, H, W, 3] uint8 (+ optional reference: the previous CodedGop) --fit_gop-->
         GopModel --finetune (QAT)--> GopRecord --encode_gop--> payload           (quantize_gop)
     payload --decode_gop--> gop_model --render_gop--> reconstruction (what the decoder will show)
 
 With a reference the fit starts from its canonical Gaussians (a warm start); if `predict` allows
 it and the warm start is taken, the GoP is coded as a predicted GoP: its kept Gaussians as
-residuals against the reference, pulled back to it during fit and QAT (train/anchor.py). A GoP
-whose fit starts cold (the key frame is better drawn from scratch: a cut) is a key GoP.
+residuals against the reference, pulled back to it during fit and QAT (train/anchor.py), and
+when it has only a few new Gaussians (QuantConfig.inherit_below), those quantized with the
+reference's Cholesky quantizer and codebooks (inherited, not coded again). A GoP whose fit starts
+cold (the key frame is better drawn from scratch: a cut) is a key GoP.
 
 The reported reconstruction is the decoder's, rebuilt from the payload's symbols, so on one
-machine and device `stgv decode` reproduces it bit for bit. The decoded model is returned too:
-its canonical Gaussians are the warm start of the next GoP, exactly as a decoder (or a resumed
-encode) rebuilds them from the file.
+machine and device `stgv decode` reproduces it bit for bit. The decoded model and canonical
+Gaussians are returned too: they are the warm start and reference of the next GoP, exactly as a
+decoder (or a resumed encode) rebuilds them from the file.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 
 from ..bitstream.gop import decode_gop, encode_gop, keep_counts, stream_sizes
 from ..config import FitConfig, ModelConfig
-from ..decode import Canonical, canonical_gaussians, canonical_of, gop_model, render_gop, tensor_sizes
+from ..decode import Canonical, canonical_gaussians, gop_model, render_gop, tensor_sizes
 from ..metrics import ms_ssim, psnr
 from ..model import GopModel
 from ..quant.prediction import residual_steps
@@ -70,6 +72,8 @@ class CodedGop:
     report: GopReport
     model: GopModel
     """The decoder's model of the GoP, rebuilt from `payload` (dequantized, on the training device)."""
+    canonical: Canonical
+    """Its canonical Gaussians and quantizers as the decoder computes them (a predicted GoP's reference)."""
 
     @property
     def predicted(self) -> bool:
@@ -88,9 +92,9 @@ def quantize_gop(
     seed: int = 0,
     quiet: bool = False,
     label: str = "GoP QAT",
-) -> tuple[bytes, GopModel]:
+) -> tuple[bytes, GopModel, Canonical]:
     """QAT-finetunes a fitted model on `clip` [T, H, W, 3] uint8 (changing `fitted`), codes it, and
-    returns the payload and the model the decoder rebuilds from it.
+    returns the payload, and the model and canonical Gaussians the decoder rebuilds from it.
 
     Args:
         predicted, reference: for a predicted GoP, how the model continues the reference, and the
@@ -98,8 +102,12 @@ def quantize_gop(
     """
     record = finetune(fitted, clip.float() / 255.0, quant, predicted=predicted, seed=seed, quiet=quiet, label=label)
     payload = encode_gop(record)
-    parsed = decode_gop(payload, tensor_sizes(model), reference=predicted.reference_count if predicted is not None else None)
-    return payload, gop_model(parsed, model, device, canonical_gaussians(parsed, reference))
+    parsed = decode_gop(
+        payload, tensor_sizes(model), reference=predicted.reference_count if predicted is not None else None,
+        quantizers=reference.quantizers if predicted is not None else None,
+    )  # fmt: skip
+    canonical = canonical_gaussians(parsed, reference)
+    return payload, gop_model(parsed, model, device, canonical), canonical
 
 
 def code_gop(
@@ -110,7 +118,7 @@ def code_gop(
     quant: QuantConfig,
     device: torch.device,
     *,
-    reference: GopModel | None = None,
+    reference: CodedGop | None = None,
     predict: bool = False,
     seed: int = 0,
     quiet: bool = False,
@@ -126,8 +134,8 @@ def code_gop(
         quant: quantization settings; the colour codebooks never hold more colours than there are
             Gaussians (k-means cannot initialise more centres than points).
         device: where training and the closed-loop render run.
-        reference: the previous GoP's decoded model (`CodedGop.model`), whose canonical Gaussians
-            the fit begins from (fit_gop's warm start); None codes the GoP on its own.
+        reference: the previous GoP as coded, whose decoded canonical Gaussians the fit begins
+            from (fit_gop's warm start); None codes the GoP on its own.
         predict: code the GoP against `reference` when the fit starts warm (a predicted GoP);
             False always makes a key GoP.
         seed: seed of QAT's random choices.
@@ -137,14 +145,16 @@ def code_gop(
     began = time.perf_counter()
     count, height, width = sources.shape[:3]
     clip = torch.from_numpy(sources).to(device)
-    start = reference.gaussians if reference is not None else None
+    start = reference.model.gaussians if reference is not None else None
     fitted = fit_gop(clip, model, fit, start=start, predict=predict, quiet=quiet, label=label)
     predicted = None
     if fitted.anchor is not None:
-        predicted = PredictedRows(fitted.anchor, fitted.kept, len(reference.gaussians), residual_steps(height, width))
-    payload, decoded = quantize_gop(
+        new = len(fitted.model.gaussians) - fitted.anchor.rows
+        inherited = reference.canonical.quantizers if new < quant.inherit_below else None
+        predicted = PredictedRows(fitted.anchor, fitted.kept, len(reference.canonical), residual_steps(height, width), inherited)
+    payload, decoded, canonical = quantize_gop(
         fitted.model, clip, model, quant, device, predicted=predicted,
-        reference=canonical_of(reference) if predicted is not None else None, seed=seed, quiet=quiet, label=f"{label} QAT",
+        reference=reference.canonical if predicted is not None else None, seed=seed, quiet=quiet, label=f"{label} QAT",
     )  # fmt: skip
     reconstruction = render_gop(decoded, count, height, width)
     report = GopReport(
@@ -154,4 +164,4 @@ def code_gop(
     )  # fmt: skip
     if predicted is not None:
         report.reference_gaussians, report.kept, report.copied = keep_counts(payload)
-    return CodedGop(payload, reconstruction, report, decoded)
+    return CodedGop(payload, reconstruction, report, decoded, canonical)

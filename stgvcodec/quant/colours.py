@@ -4,6 +4,8 @@ vector-quantize-pytorch's ResidualVQ learns M codebooks of B colours (k-means in
 EMA-updated, commitment weight 0.1). The stream stores only the codebooks (float16) and the
 indices [N, M]; a colour is the float32 sum over stages k = 0..M-1 of codebook_k[index_k],
 added in stage order (dequantize_colours), so the decoder needs no vector-quantize-pytorch.
+A predicted GoP that inherits its reference's codebooks quantizes with them as they are
+(FixedRVQ: greedy nearest entry stage by stage, nothing learned).
 """
 
 from __future__ import annotations
@@ -47,6 +49,40 @@ class ColourRVQ(nn.Module):
         self.rvq.train(was_training)
         codebooks = self.rvq.codebooks.detach().cpu().numpy().astype(np.float16)
         return indices[0].cpu().numpy().astype(np.int32), codebooks
+
+
+class FixedRVQ(nn.Module):
+    """Residual VQ of [N, 3] colours with given float16 codebooks [M, B, 3], straight-through
+    gradients and the same commitment weight as ColourRVQ."""
+
+    def __init__(self, codebooks: np.ndarray, commitment: float = 0.1):
+        super().__init__()
+        self.register_buffer("codebooks", torch.from_numpy(np.asarray(codebooks, np.float16).astype(np.float32)))
+        self.codebooks_f16 = np.asarray(codebooks, np.float16)
+        self.commitment = commitment
+
+    def _assign(self, colors: Tensor) -> tuple[Tensor, Tensor]:
+        """Indices [N, M] (each stage's nearest entry to what the stages before left) and the
+        quantized colours [N, 3], summed in stage order as dequantize_colours does."""
+        residual, quantized, indices = colors.detach(), torch.zeros_like(colors), []
+        for book in self.codebooks:
+            index = torch.cdist(residual, book).argmin(dim=-1)
+            indices.append(index)
+            quantized = quantized + book[index]
+            residual = colors.detach() - quantized
+        return torch.stack(indices, dim=-1), quantized
+
+    def forward(self, colors: Tensor) -> tuple[Tensor, Tensor]:
+        """Quantized colours [N, 3] (straight-through) and the commitment loss (scalar)."""
+        _, quantized = self._assign(colors)
+        loss = self.commitment * torch.mean((colors - quantized) ** 2)
+        return colors + (quantized - colors).detach(), loss
+
+    @torch.no_grad()
+    def export(self, colors: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Indices [N, M] int32 and the float16 codebooks [M, B, 3]."""
+        indices, _ = self._assign(colors)
+        return indices.cpu().numpy().astype(np.int32), self.codebooks_f16
 
 
 def dequantize_colours(indices: np.ndarray, codebooks: np.ndarray) -> np.ndarray:

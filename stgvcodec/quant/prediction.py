@@ -29,10 +29,11 @@ COLOUR_STEP = 1.0 / 128.0
 
 
 def residual_steps(height: int, width: int) -> np.ndarray:
-    """[8] float32 steps in RESIDUAL_ATTRIBUTES order for a frame of this size."""
+    """[8] float32 steps in RESIDUAL_ATTRIBUTES order for a frame of this size, each rounded to
+    the nearest float16 (the stream holds them as float16)."""
     ndc = 2.0 * POSITION_STEP_PIXELS
     steps = [ndc / width, ndc / height] + [CHOLESKY_STEP] * 3 + [COLOUR_STEP] * 3
-    return np.asarray(steps, np.float32)
+    return np.asarray(steps, np.float16).astype(np.float32)
 
 
 def split_attributes(means: Tensor, cholesky: Tensor, colors: Tensor) -> Tensor:

@@ -4,9 +4,9 @@
     cholesky   l -> q = clamp(round((l - beta) / gamma), 0, 2^b - 1), l^ = q gamma + beta
                gamma, beta per channel, learned (b-bit asymmetric, the paper's eq. for l_n with
                b = 8; the stream holds any symbols in 0..255, so b <= 8 is the encoder's choice)
-    tensors    w -> q = clamp(round(w / s), -m, m), w^ = q s, s = max|w| / m per tensor,
-               m = 2^(P-1) - 1 for P bits (8 by default; hash tables and MLP weights;
-               symmetric so the symbols peak at 0)
+    tensors    w -> q = clamp(round(w / s), -m, m), w^ = q s, s = max|w| / m per tensor rounded
+               up to a float16 (the stream holds s as float16), m = 2^(P-1) - 1 for P bits
+               (8 by default; hash tables and MLP weights; symmetric so the symbols peak at 0)
     colours    residual VQ (colours.py)
 
 Dequantization is float32 arithmetic written once here and used by encoder and decoder alike.
@@ -57,6 +57,17 @@ class CholeskyQuantizer(nn.Module):
         self.gamma = nn.Parameter(torch.clamp((high - low) / self.levels, min=1e-6))  # [3]
         self.beta = nn.Parameter(low.clone())  # [3]
 
+    @classmethod
+    def fixed(cls, gamma: np.ndarray, beta: np.ndarray, bits: int = CHOLESKY_BITS) -> CholeskyQuantizer:
+        """A quantizer with the given float32 step and offset, not learned (a predicted GoP's
+        inherited one)."""
+        quantizer = cls(torch.zeros(1, 3), bits)
+        with torch.no_grad():
+            quantizer.gamma.copy_(torch.from_numpy(np.asarray(gamma, np.float32)))
+            quantizer.beta.copy_(torch.from_numpy(np.asarray(beta, np.float32)))
+        quantizer.requires_grad_(False)
+        return quantizer
+
     def symbols(self, cholesky: Tensor) -> Tensor:
         """[N, 3] -> int symbols in [0, 2^b - 1] (no gradient)."""
         with torch.no_grad():
@@ -73,10 +84,19 @@ def dequantize_cholesky(symbols: np.ndarray, gamma: np.ndarray, beta: np.ndarray
     return symbols.astype(np.float32) * gamma.astype(np.float32) + beta.astype(np.float32)
 
 
+MAX_TENSOR_SCALE = 65504.0
+"""Largest float16."""
+
+
 def tensor_scale(weight: Tensor, bits: int = TENSOR_BITS) -> Tensor:
-    """Per-tensor step of the symmetric P-bit quantizer, float32 (1 for an all-zero tensor)."""
+    """Per-tensor step of the symmetric P-bit quantizer: the smallest float16 at or above
+    max|w| / m (1 for an all-zero tensor), as float32. Rounding up keeps every weight within
+    [-m s, m s]; a step beyond the largest float16 is clipped to it."""
     peak = weight.detach().abs().max()
-    return torch.where(peak > 0, peak / tensor_levels(bits), torch.ones_like(peak)).float()
+    scale = torch.where(peak > 0, peak / tensor_levels(bits), torch.ones_like(peak)).float().clamp(max=MAX_TENSOR_SCALE)
+    half = scale.half()
+    up = (half.view(torch.int16) + 1).view(torch.float16)  # the next float16 (positive values)
+    return torch.where(half.float() < scale, up, half).float()
 
 
 def fake_quantize_tensor(weight: Tensor, bits: int = TENSOR_BITS) -> Tensor:

@@ -1,6 +1,7 @@
 """The .stgv container: layout against the spec, round trips, key and predicted GoPs, golden
-files, and damaged files. Version 3 is what the writer makes by default; version-2 files must
-still read, so the file-level tests run on both."""
+files, and damaged files. Version 4 is what the writer makes by default; versions 2 and 3 must
+still read, so the file-level tests run on all three (versions 3 and 4 share the container
+layout; they differ in GoP payloads, tests/bitstream/test_predicted_payload.py)."""
 
 import hashlib
 import os
@@ -28,18 +29,18 @@ from stgvcodec.gop import split_gops
 
 HEADER = FileHeader(width=32, height=16, fps_num=30000, fps_den=1001, frame_count=12, gop_size=6, config=b"cfg")
 CHUNKS = [b"first GoP payload", bytes(range(40))]
-ENTRY_FORMATS = {2: "<IIQI", 3: "<IIQIB"}
+ENTRY_FORMATS = {2: "<IIQI", 3: "<IIQIB", 4: "<IIQIB"}
 """GoP index entry by version, as bitstream_spec.md section 5 gives it."""
 
 
-@pytest.fixture(params=[2, 3], ids=["v2", "v3"])
+@pytest.fixture(params=[2, 3, 4], ids=["v2", "v3", "v4"])
 def small_file(tmp_path, request):
-    """Two GoPs: key GoPs in version 2; a key GoP and a predicted GoP in version 3."""
+    """Two GoPs: key GoPs in version 2; a key GoP and a predicted GoP in versions 3 and 4."""
     path = tmp_path / "small.stgv"
     if request.param == 2:
         write_stgv(path, replace(HEADER, version=2), CHUNKS)
     else:
-        write_stgv(path, HEADER, [CHUNKS[0], Chunk(CHUNKS[1], predicted=True)])
+        write_stgv(path, replace(HEADER, version=request.param), [CHUNKS[0], Chunk(CHUNKS[1], predicted=True)])
     return path
 
 
@@ -77,7 +78,7 @@ def test_random_access_reads_one_gop(small_file):
             reader.read_chunk(2)
 
 
-# Key and predicted GoPs (version 3).
+# Key and predicted GoPs (versions 3 and 4).
 
 KINDS = "KPPKKPPPKPKKP"
 """Key (K) or predicted (P) for each of the 13 GoPs of MIXED."""
@@ -98,7 +99,7 @@ def test_round_trip_with_key_and_predicted_gops(tmp_path):
     payloads, chunks = _mixed_chunks()
     path = tmp_path / "mixed.stgv"
     size = write_stgv(path, MIXED, iter(chunks))
-    assert _read_all(path) == (MIXED, payloads) and MIXED.version == 3
+    assert _read_all(path) == (MIXED, payloads) and MIXED.version == 4
     with StgvReader(path) as reader:
         assert "".join("P" if gop.predicted else "K" for gop in reader.gops) == KINDS
         assert reader.sizes().index_bytes == 4 + 21 * len(KINDS) + 4
@@ -142,7 +143,7 @@ def test_writer_refuses_predicted_gops_it_cannot_write(tmp_path):
 
 
 def _set_flags(path, k, flags):
-    """Sets the flags byte of GoP k in a version-3 file and recomputes the index CRC (spec section
+    """Sets the flags byte of GoP k in a version-4 file and recomputes the index CRC (spec section
     5); returns the byte's offset."""
     data = bytearray(path.read_bytes())
     index_at = 14 + struct.unpack_from("<I", data, 6)[0]
@@ -184,7 +185,7 @@ def test_layout_matches_the_spec_tables(small_file):
     """Parses the file by hand with struct, exactly as bitstream_spec.md's field tables say."""
     data = small_file.read_bytes()
     magic, version, body_length = struct.unpack_from("<4sHI", data, 0)
-    assert (magic, body_length) == (b"STGV", 24 + 3) and version in (2, 3)
+    assert (magic, body_length) == (b"STGV", 24 + 3) and version in (2, 3, 4)
     fields = struct.unpack_from("<IIIIIHH", data, 10)
     assert fields == (32, 16, 30000, 1001, 12, 6, 3)
     assert data[34:37] == b"cfg"
@@ -193,12 +194,12 @@ def test_layout_matches_the_spec_tables(small_file):
 
     index_at = header_end + 4
     (count,) = struct.unpack_from("<I", data, index_at)
-    entry_size = {2: 20, 3: 21}[version]
+    entry_size = {2: 20, 3: 21, 4: 21}[version]
     assert struct.calcsize(ENTRY_FORMATS[version]) == entry_size
     entries = [struct.unpack_from(ENTRY_FORMATS[version], data, index_at + 4 + entry_size * k) for k in range(count)]
     index_end = index_at + 4 + entry_size * count
     assert struct.unpack_from("<I", data, index_end)[0] == zlib.crc32(data[index_at:index_end])
-    if version == 3:
+    if version >= 3:
         assert [entry[4] for entry in entries] == [0, 1]  # GoP 1 predicted: flags bit 0
 
     offset = index_end + 4
@@ -216,12 +217,13 @@ def test_layout_matches_the_spec_tables(small_file):
 GOLDEN_SHA256 = {
     2: "2258883618486966f46a51ce85eb6aa009ce46c775664ee06d05fd84b8a0fb7a",
     3: "c4a29d0c43ed2a634b7714c9b38dff7becb9de74665d4e5ce1a296f6d4a768e9",
+    4: "4f276026787482f23a531069c877fbded2cdf81ac6aa3050926f88b2e6199cee",
 }
-"""Digest of the golden file by version: version 2 with two key GoPs, version 3 with a key GoP
-and a predicted GoP."""
+"""Digest of the golden file by version: version 2 with two key GoPs, versions 3 and 4 with a key
+GoP and a predicted GoP (the container only: the conformance vectors pin real payloads)."""
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_golden_file(tmp_path, version):
     """Fixed files whose digests are checked in.
 
@@ -233,7 +235,7 @@ def test_golden_file(tmp_path, version):
         pack_streams([(1, b"\x00\x01\x02\x03"), (2, b"canonical gaussians")]),
         pack_streams([(1, b"\xff" * 7), (3, b"")]),
     ]
-    if version == 3:
+    if version >= 3:
         chunks[1] = Chunk(chunks[1], predicted=True)
     path = tmp_path / "golden.stgv"
     write_stgv(path, header, chunks)
@@ -294,12 +296,12 @@ def test_wrong_magic(small_file):
         StgvReader(small_file)
 
 
-@pytest.mark.parametrize("version", [4, 1, 0xFFFF])
+@pytest.mark.parametrize("version", [5, 1, 0xFFFF])
 def test_other_versions(small_file, version):
     data = bytearray(small_file.read_bytes())
     data[4:6] = struct.pack("<H", version)
     small_file.write_bytes(bytes(data))
-    with pytest.raises(BitstreamError, match=rf"^unsupported \.stgv version {version} \(this decoder reads 2 and 3\)$"):
+    with pytest.raises(BitstreamError, match=rf"^unsupported \.stgv version {version} \(this decoder reads 2, 3 and 4\)$"):
         StgvReader(small_file)
 
 
@@ -376,7 +378,7 @@ def test_appended_header_fields_are_skipped(tmp_path):
         (_file(entries=[(0, 6, 67, 11)]), "chunk offset 67 at byte 50, expected 66"),
         (_file(entries=[(1, 5, 66, 11)]), "frames 1\\+5, expected 0\\+6"),
         (_file(_header_record((32, 16, 30, 1, 10_000_000, 1))), "1 GoPs, but 10000000 frames"),
-        (_file(_header_record(VALID_FIELDS, version=4)), r"version 4 \(this decoder reads 2 and 3\)"),
+        (_file(_header_record(VALID_FIELDS, version=5)), r"version 5 \(this decoder reads 2, 3 and 4\)"),
         (_file(entries=[(0, 6, 66, 11, 0)], version=3), "chunk offset 66 at byte 50, expected 67"),
         (
             _file(entries=[(0, 6, 67, 11, 0x02)], version=3),
@@ -459,8 +461,8 @@ def test_header_limits_are_checked_on_write():
         FileHeader(16385, 16, 30, 1, 10, 10)
     with pytest.raises(ValueError, match="config"):
         FileHeader(16, 16, 30, 1, 10, 10, bytes(MAX_CONFIG_BYTES + 1))
-    with pytest.raises(ValueError, match="version 4: this code reads and writes 2 and 3"):
-        FileHeader(16, 16, 30, 1, 10, 10, version=4)
+    with pytest.raises(ValueError, match="version 5: this code reads and writes 2, 3 and 4"):
+        FileHeader(16, 16, 30, 1, 10, 10, version=5)
 
 
 # Streams inside a chunk payload.

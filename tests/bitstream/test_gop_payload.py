@@ -27,7 +27,7 @@ def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8, bits: int
         colour_indices=rng.integers(0, book, (count, stages)).astype(np.int32),
         codebooks=rng.normal(0, 0.3, (stages, book, 3)).astype(np.float16),
         tensor_symbols=[rng.integers(-levels, levels + 1, n).astype(np.int32) for n in SIZES],
-        tensor_scales=[np.float32(s) for s in rng.uniform(1e-4, 1e-2, len(SIZES))],
+        tensor_scales=[np.float32(np.float16(s)) for s in rng.uniform(1e-4, 1e-2, len(SIZES))],  # float16 from version 4
         network_bits=bits,
     )
 
@@ -47,6 +47,11 @@ def test_round_trip_in_stream_order(count, bits):
     record = _record(count, bits=bits)
     decoded = decode_gop(encode_gop(record), SIZES)
     _assert_same(decoded, record.sorted())
+    # Version 3 holds float32 scales: any float32 round-trips.
+    record.tensor_scales = [np.float32(0.1), np.float32(1e-7)] + record.tensor_scales[2:]
+    _assert_same(decode_gop(encode_gop(record, version=3), SIZES, version=3), record.sorted())
+    with pytest.raises(ValueError, match="not exact in a version-4 PARAMS stream"):
+        encode_gop(record)
     keys = position_keys(decoded.means)
     assert (np.diff(keys[:, 0]) >= 0).all()
 
@@ -65,9 +70,13 @@ def test_params_stream_follows_the_spec_layout():
     params = bytes(streams[0][1])
     count, stages, book, tensors, bits, first_x = struct.unpack_from("<IBHBBH", params)
     assert (count, stages, book, tensors, bits, first_x) == (3, 2, 8, 10, 8, position_keys(record.means)[0, 0])
-    assert len(params) == 11 + 24 + 6 * 2 * 8 + 4 * 10
+    assert len(params) == 11 + 24 + 6 * 2 * 8 + 2 * 10
     np.testing.assert_array_equal(np.frombuffer(params, "<f4", 3, 11), record.cholesky_gamma)
     np.testing.assert_array_equal(np.frombuffer(params, "<f2", 48, 35).reshape(2, 8, 3), record.codebooks)
+    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 10, 35 + 96), record.tensor_scales)
+    # Version 3: float32 scales.
+    params = bytes(unpack_streams(encode_gop(record, version=3))[0][1])
+    assert len(params) == 11 + 24 + 6 * 2 * 8 + 4 * 10
     np.testing.assert_array_equal(np.frombuffer(params, "<f4", 10, 35 + 96), record.tensor_scales)
     # HASH holds the encoding's tensors one after another, MLP the last 8 tensors.
     hash_symbols, _ = decode_symbols(streams[-2][1], 0, max_count=70)
@@ -172,28 +181,38 @@ def _patch_params(payload: bytes, dtype: str, offset: int, value: float) -> byte
 
 
 # PARAMS offsets of _record(20, stages=2, book=8) with 10 tensors: gamma at 11, beta at 23,
-# codebooks at 35 (2 * 8 * 3 float16), tensor scales at 131.
+# codebooks at 35 (2 * 8 * 3 float16), tensor scales at 131 (float16 in version 4, float32 in 3).
 _FLOATS = [
-    ("<f4", 11 + 4, "Cholesky step gamma 1", 15),
-    ("<f4", 23, "Cholesky offset beta 0", 23),
-    ("<f4", 131 + 4 * 9, "network tensor scale 9", 167),
+    (4, "<f4", 11 + 4, "Cholesky step gamma 1", 15),
+    (4, "<f4", 23, "Cholesky offset beta 0", 23),
+    (3, "<f4", 131 + 4 * 9, "network tensor scale 9", 167),
 ]
 
 
-@pytest.mark.parametrize("dtype,offset,name,byte", _FLOATS)
+@pytest.mark.parametrize("version,dtype,offset,name,byte", _FLOATS)
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e30, -65536.01])
-def test_params_floats_must_be_finite_and_bounded(dtype, offset, name, byte, value):
-    payload = encode_gop(_record(20))
-    at = 3  # PARAMS data (171 bytes) starts after its id byte and a two-byte length varint
+def test_params_floats_must_be_finite_and_bounded(version, dtype, offset, name, byte, value):
+    payload = encode_gop(_record(20), version=version)
+    at = 3  # PARAMS data (171 bytes in version 3, 151 in 4) starts after its id byte and a two-byte length varint
     with pytest.raises(BitstreamError, match=rf"{name} = .* at byte {at + byte} is not finite or outside \[-65536, 65536\]"):
-        decode_gop(_patch_params(payload, dtype, offset, value), SIZES)
+        decode_gop(_patch_params(payload, dtype, offset, value), SIZES, version=version)
 
 
-@pytest.mark.parametrize("dtype,offset,name,byte", _FLOATS)
+@pytest.mark.parametrize("version,dtype,offset,name,byte", _FLOATS)
 @pytest.mark.parametrize("value", [65536.0, -65536.0, 0.0, 1e-45])
-def test_params_floats_at_the_bounds_are_accepted(dtype, offset, name, byte, value):
-    record = decode_gop(_patch_params(encode_gop(_record(20)), dtype, offset, value), SIZES)
+def test_params_floats_at_the_bounds_are_accepted(version, dtype, offset, name, byte, value):
+    record = decode_gop(_patch_params(encode_gop(_record(20), version=version), dtype, offset, value), SIZES, version=version)
     assert np.isfinite(record.cholesky_gamma).all() and np.isfinite(record.tensor_scales).all()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_float16_tensor_scales_must_be_finite(value):
+    """Version 4's float16 scales: any finite float16 is within the bound (the largest is 65504)."""
+    offset = 131 + 2 * 9
+    with pytest.raises(BitstreamError, match=rf"network tensor scale 9 = .* at byte {3 + offset} is not finite"):
+        decode_gop(_patch_params(encode_gop(_record(20)), "<f2", offset, value), SIZES)
+    for value in (65504.0, -65504.0, 0.0, 6e-8):
+        decode_gop(_patch_params(encode_gop(_record(20)), "<f2", offset, value), SIZES)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])

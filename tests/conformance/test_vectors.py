@@ -22,8 +22,9 @@ from stgvcodec.quant.quantizers import dequantize_cholesky
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = json.loads((HERE / tool.MANIFEST).read_text())
-VERSION_2 = HERE / "v2" / "hash_p8.json"
-"""A version-2 file kept from before version 3, with its frames' digests (v2/hash_p8.json says more)."""
+OLDER_VERSIONS = {2: HERE / "v2" / "hash_p8.json", 3: HERE / "v3" / "hash_p8_predicted.json"}
+"""Files of earlier versions, each kept when the vectors moved to the next version, with their
+frames' digests (each .json says more)."""
 VECTORS = {vector["name"]: vector for vector in MANIFEST["vectors"]}
 REGENERATE = (
     "if the decoder's arithmetic changed on purpose, run `python tools/make_conformance.py --keep-streams` "
@@ -97,15 +98,23 @@ def test_a_predicted_gops_gaussian_dumps_are_the_kept_reference_gaussians_then_t
     """What the manifest's gaussian_order says, rebuilt from the payload and the previous GoP's dumps
     without the decoder's canonical_gaussians: a predicted GoP's means, cholesky and colours dumps
     hold the reference Gaussians it keeps, in order, an updated one as float32(r + float32(q * step)),
-    then its own (new) Gaussians dequantized as a key GoP's. Bit for bit."""
-    checked = 0
+    then its own (new) Gaussians dequantized as a key GoP's, on the quantizers of the last GoP before
+    it that coded them when it inherits. Bit for bit."""
+    checked = inherited = 0
     for vector in VECTORS.values():
         with StgvReader(_path(vector)) as reader:
             sizes = tensor_sizes(unpack_model_config(reader.header.config))
+            quantizers = decode_gop(reader.read_chunk(0), sizes).quantizers
             for previous, gop in zip(vector["gops"], vector["gops"][1:]):
-                if not gop["predicted"]:
+                predicted = gop["predicted"]
+                record = decode_gop(
+                    reader.read_chunk(gop["gop"]), sizes, reference=previous["gaussians"] if predicted else None,
+                    quantizers=quantizers if predicted else None,
+                )  # fmt: skip
+                inherited += record.inherits
+                quantizers = record.quantizers
+                if not predicted:
                     continue
-                record = decode_gop(reader.read_chunk(gop["gop"]), sizes, reference=previous["gaussians"])
                 prediction = record.prediction
                 kept = np.concatenate([_dump(previous, kind) for kind in GAUSSIAN_DUMPS], axis=-1)  # [N_ref, 8]
                 updated = prediction.keep == Keep.UPDATED
@@ -124,7 +133,7 @@ def test_a_predicted_gops_gaussian_dumps_are_the_kept_reference_gaussians_then_t
                 assert dumped.shape == expected.shape, f"{where}: {len(dumped)} Gaussians, {len(expected)} expected"
                 _assert_close(dumped, expected, True, where)
                 checked += 1
-    assert checked, "no vector has a predicted GoP"
+    assert checked and inherited, "no vector has a predicted GoP, or none that inherits its reference's quantizers"
 
 
 def _assert_close(ours: np.ndarray, stored: np.ndarray, exact: bool, where: str) -> None:
@@ -168,19 +177,21 @@ def test_the_tool_rewrites_the_stored_manifest_from_the_stored_streams(tmp_path)
                 _assert_close(ours, stored, kind in tool.EXACT_DUMPS, f"vector {vector['name']}, {entry['file']}")
 
 
-def test_a_version_2_file_still_decodes_to_its_frames(tmp_path):
-    """The decoder reads version 2 (no flags in the GoP index, every GoP a key GoP): the kept file
-    decodes, as `stgv decode` does, to exactly the frames its version-2 manifest entry recorded."""
-    stored = json.loads(VERSION_2.read_text())
-    path = VERSION_2.parent / stored["file"]
+@pytest.mark.parametrize("version", OLDER_VERSIONS)
+def test_a_file_of_an_earlier_version_still_decodes_to_its_frames(tmp_path, version):
+    """The decoder reads version 2 (no flags in the GoP index, every GoP a key GoP) and version 3
+    (predicted GoPs with float32 residual steps, never inheriting quantizers): each kept file decodes,
+    as `stgv decode` does, to exactly the frames its manifest entry recorded."""
+    stored = json.loads(OLDER_VERSIONS[version].read_text())
+    path = OLDER_VERSIONS[version].parent / stored["file"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == stored["sha256"], f"{path} is not the stored file"
     with StgvReader(path) as reader:
-        assert reader.header.version == stored["bitstream_version"] == 2
-        assert not any(entry.predicted for entry in reader.gops)
+        assert reader.header.version == stored["bitstream_version"] == version
+        assert any(entry.predicted for entry in reader.gops) == (version >= 3)
     frames = tool.decoded_frames(path, tmp_path)
     assert frames.shape == (stored["frames"], stored["height"], stored["width"], 3)
     digests, whole = tool.frame_digests(frames)
-    assert digests == stored["frame_sha256"], f"{path}: version 2 no longer decodes to the frames it did"
+    assert digests == stored["frame_sha256"], f"{path}: version {version} no longer decodes to the frames it did"
     assert whole == stored["video_sha256"]
 
 

@@ -62,7 +62,7 @@ def test_seeds_decode():
             reference = None
             for k, entry in enumerate(reader.gops):
                 _, reference = read_gop(reader, k, sizes, reference)
-                assert len(reference[0]) > 0
+                assert len(reference) > 0
                 predicted += entry.predicted
     assert predicted > 0  # the seeds reach the predicted payload's streams too
 

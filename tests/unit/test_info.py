@@ -35,7 +35,7 @@ def _payload(count: int, prediction: Prediction | None = None) -> bytes:
             colour_indices=rng.integers(0, 4, (count, 1)).astype(np.int32),
             codebooks=rng.uniform(0, 1, (1, 4, 3)).astype(np.float16),
             tensor_symbols=[rng.integers(-7, 8, n).astype(np.int32) for n in tensor_sizes(CONFIG)],
-            tensor_scales=[np.float32(0.01)] * len(tensor_sizes(CONFIG)),
+            tensor_scales=[np.float32(1 / 128)] * len(tensor_sizes(CONFIG)),
             network_bits=4,
             prediction=prediction,
         )
@@ -56,7 +56,7 @@ def mixed(tmp_path):
 
 def test_report_gives_the_version_and_each_gops_kind(mixed, tmp_path):
     report = describe(mixed)
-    assert report["version"] == 3 and report["key_gops"] == 2
+    assert report["version"] == 4 and report["key_gops"] == 2
     assert [(gop["gop"], gop["kind"], gop["gaussians"]) for gop in report["gops"]] == [
         (0, "key", 5),
         (1, "predicted", 6),  # 4 kept and 2 new
@@ -77,7 +77,7 @@ def test_text_shows_the_version_and_a_kind_column(mixed):
     text = CliRunner().invoke(main, ["info", str(mixed)]).output
     assert text == format_text(describe(mixed)) + "\n"
     lines = text.splitlines()
-    assert lines[0].startswith(f"{mixed}: .stgv version 3, ")
+    assert lines[0].startswith(f"{mixed}: .stgv version 4, ")
     assert "(3 GoPs, 2 key)" in lines[1]
     gop_lines = lines[lines.index("  GoPs:") + 1 :]
     assert [line.split()[:3] for line in gop_lines] == [

@@ -56,7 +56,9 @@ def test_tensor_quantization_round_trip(bits, levels):
     weight = torch.randn(7, 5, generator=torch.Generator().manual_seed(bits)) * 0.01
     symbols, scale = quantize_tensor(weight, bits)
     assert symbols.dtype == np.int32 and np.abs(symbols).max() == levels
-    assert scale == np.float32(weight.abs().max().item()) / np.float32(levels)
+    exact = np.float32(weight.abs().max().item()) / np.float32(levels)
+    below = np.nextafter(np.float16(scale), np.float16(0))  # the float16 just below the scale
+    assert np.float32(np.float16(scale)) == scale and scale >= exact > np.float32(below)  # the float16 at or above
     fake = fake_quantize_tensor(weight, bits)
     np.testing.assert_array_equal(dequantize_tensor(symbols, scale, (7, 5)), fake.numpy())
     assert (fake - weight).abs().max() <= scale / 2 * (1 + 1e-6)
