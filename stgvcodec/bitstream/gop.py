@@ -39,11 +39,6 @@ _HEAD = struct.Struct("<IBHBBH")  # Gaussians, RVQ stages, codebook size, networ
 INHERITS_FROM = 4
 """First version in which a predicted GoP may inherit its reference's quantizers (M = B = 0 in
 PARAMS), and whose PREDICTION steps and network tensor scales are float16."""
-
-
-def _scale_dtype(version: int) -> str:
-    """Network tensor scales in PARAMS: float32 in version 3, float16 from version 4."""
-    return "<f2" if version >= INHERITS_FROM else "<f4"
 MAX_STAGES = 8
 MAX_CODEBOOK = 1 << 12
 MAX_TENSORS = 64
@@ -108,7 +103,12 @@ _PREDICTIONS = {3: struct.Struct("<I8f"), 4: struct.Struct("<I8e")}
 
 
 def _prediction_layout(version: int) -> struct.Struct:
-    return _PREDICTIONS[min(version, max(_PREDICTIONS))]
+    return _PREDICTIONS[4 if version >= INHERITS_FROM else 3]
+
+
+def _scale_dtype(version: int) -> str:
+    """Network tensor scales in PARAMS: float32 up to version 3, float16 from version 4."""
+    return "<f2" if version >= INHERITS_FROM else "<f4"
 
 
 class Quantizers(NamedTuple):

@@ -119,10 +119,11 @@ def test_structured_mutations_pass_the_framing_checks():
             with StgvReader(path) as reader:
                 sizes = tensor_sizes(unpack_model_config(reader.header.config))
                 payloads = [reader.read_chunk(k) for k in range(len(reader.gops))]
+                version = reader.header.version
             framed += 1
             for payload in payloads:
                 try:
-                    decode_gop(payload, sizes)
+                    decode_gop(payload, sizes, version=version)
                 except BitstreamError:
                     payload_rejections += 1
         except BitstreamError:
