@@ -91,8 +91,8 @@ def read_gop(reader: StgvReader, index: int, sizes: list[int], reference: Canoni
     """Reads and parses GoP `index` of an open file, and computes its canonical Gaussians.
 
     Args:
-        reference: the canonical Gaussians of GoP index - 1; needed when the index marks GoP
-            `index` as predicted, ignored otherwise.
+        reference: what read_gop returned for GoP index - 1 (its canonical Gaussians and
+            quantizers); needed when the index marks GoP `index` as predicted, ignored otherwise.
 
     Raises:
         BitstreamError: for a damaged chunk or a malformed payload; the message names the GoP
