@@ -55,7 +55,9 @@ from stgvcodec.entropy.varint import read_uvarint
 from stgvcodec.io import VideoWriter, read_frames
 from stgvcodec.metrics import to_uint8
 from stgvcodec.model.encoding import HashGrid
+from stgvcodec.quant.colours import FixedRVQ
 from stgvcodec.quant.qat import QuantConfig
+from stgvcodec.quant.quantizers import CholeskyQuantizer
 from stgvcodec.render import clamp_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -352,16 +354,12 @@ def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector, own: 
     keep[dropped] = Keep.DROPPED
     new = dropped[:NEW_GAUSSIANS]
     means, cholesky, colours = (np.asarray(values, np.float32)[new] for values in reference.gaussians)
-    if not own:
+    if not own:  # the encoder's quantizers for inherited gamma, beta and codebooks
         gamma, beta, codebooks = reference.quantizers
-        indices, left = [], colours.copy()
-        for book in codebooks.astype(np.float32):
-            indices.append(np.argmin(((left[:, None] - book[None]) ** 2).sum(-1), axis=1))
-            left -= book[indices[-1]]
+        indices, _ = FixedRVQ(codebooks).export(torch.from_numpy(colours))
         return replace(
-            record, means=means.astype(np.float16), inherits=True,
-            cholesky_symbols=np.clip(np.rint((cholesky - beta) / gamma), 0, 255).astype(np.int32),
-            colour_indices=np.stack(indices, axis=-1).astype(np.int32),
+            record, means=means.astype(np.float16), inherits=True, colour_indices=indices,
+            cholesky_symbols=CholeskyQuantizer.fixed(gamma, beta).symbols(torch.from_numpy(cholesky)).numpy().astype(np.int32),
             prediction=Prediction(keep, record.prediction.steps, residuals),
         )  # fmt: skip
     low = cholesky.min(0)

@@ -58,7 +58,6 @@ class FixedRVQ(nn.Module):
     def __init__(self, codebooks: np.ndarray, commitment: float = 0.1):
         super().__init__()
         self.register_buffer("codebooks", torch.from_numpy(np.asarray(codebooks, np.float16).astype(np.float32)))
-        self.codebooks_f16 = np.asarray(codebooks, np.float16)
         self.commitment = commitment
 
     def _assign(self, colors: Tensor) -> tuple[Tensor, Tensor]:
@@ -80,9 +79,9 @@ class FixedRVQ(nn.Module):
 
     @torch.no_grad()
     def export(self, colors: Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Indices [N, M] int32 and the float16 codebooks [M, B, 3]."""
+        """Indices [N, M] int32 and the float16 codebooks [M, B, 3] (exactly those given)."""
         indices, _ = self._assign(colors)
-        return indices.cpu().numpy().astype(np.int32), self.codebooks_f16
+        return indices.cpu().numpy().astype(np.int32), self.codebooks.cpu().numpy().astype(np.float16)
 
 
 def dequantize_colours(indices: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
