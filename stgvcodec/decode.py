@@ -35,7 +35,7 @@ from .metrics import to_uint8
 from .model import DeformationField, Gaussians, GopModel
 from .quant.colours import dequantize_colours
 from .quant.prediction import predict_gaussians
-from .quant.quantizers import dequantize_cholesky, dequantize_tensor
+from .quant.quantizers import dequantize_cholesky, dequantize_positions, dequantize_tensor
 from .render import Backend, clamp_image, rasterize_sum
 
 @dataclass(frozen=True)
@@ -108,22 +108,26 @@ def read_gop(reader: StgvReader, index: int, sizes: list[int], reference: Canoni
             reference=len(reference) if entry.predicted else None,
             quantizers=reference.quantizers if entry.predicted else None,
         )  # fmt: skip
-        return record, canonical_gaussians(record, reference)
+        return record, canonical_gaussians(record, reference, size=(reader.header.width, reader.header.height))
     except BitstreamError as error:
         raise BitstreamError(f"{entry.label}: {error}") from None
 
 
-def canonical_gaussians(record: GopRecord, reference: Canonical | None = None) -> Canonical:
-    """The canonical Gaussians a record describes (bitstream_spec.md, sections 8.2 and 8.3).
+def canonical_gaussians(record: GopRecord, reference: Canonical | None = None, *, size: tuple[int, int] | None = None) -> Canonical:
+    """The canonical Gaussians a record describes (bitstream_spec.md, sections 8.1 to 8.3).
 
     Args:
         reference: the previous GoP's canonical Gaussians, for a predicted record.
+        size: the frame's (width, height), which grid positions (version 5 on) are relative to.
 
     Raises:
         BitstreamError: for a predicted record without a reference or whose residuals take a value
             out of range.
+        ValueError: for grid positions without a frame size.
     """
-    means = record.means.astype(np.float32)
+    if record.position_grid and size is None:
+        raise ValueError("grid positions need the frame size")
+    means = dequantize_positions(record.positions, record.position_grid, *(size or (0, 0)))
     cholesky = dequantize_cholesky(record.cholesky_symbols, record.cholesky_gamma, record.cholesky_beta)
     colours = dequantize_colours(record.colour_indices, record.codebooks)
     if record.prediction is None:
@@ -137,14 +141,16 @@ def canonical_gaussians(record: GopRecord, reference: Canonical | None = None) -
     return Canonical(*(np.concatenate((old, new)) for old, new in zip(kept, (means, cholesky, colours))), record.quantizers)
 
 
-def gop_model(record: GopRecord, config: ModelConfig, device: torch.device, canonical: Canonical | None = None) -> GopModel:
+def gop_model(
+    record: GopRecord, config: ModelConfig, device: torch.device, canonical: Canonical | None = None, size: tuple[int, int] | None = None
+) -> GopModel:
     """Builds the GoP model a record describes, with dequantized float32 parameters.
 
     Args:
         canonical: its canonical Gaussians from canonical_gaussians(); computed here when None
-            (a key GoP's record only).
+            (a key GoP's record only, whose grid positions need the frame's (width, height), `size`).
     """
-    means, cholesky, colours = (canonical if canonical is not None else canonical_gaussians(record)).gaussians
+    means, cholesky, colours = (canonical if canonical is not None else canonical_gaussians(record, size=size)).gaussians
     gaussians = Gaussians(torch.from_numpy(means), torch.from_numpy(cholesky), torch.from_numpy(colours))
     model = GopModel(gaussians, config)
     with torch.no_grad():

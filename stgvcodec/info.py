@@ -32,7 +32,7 @@ def describe(path: str | os.PathLike) -> dict:
                 totals[kind] += streams[kind]
             gop = {"gop": index, "kind": "predicted" if entry.predicted else "key",
                    "first_frame": entry.first_frame, "frames": entry.frame_count,
-                   "gaussians": gaussian_count(payload), "bytes": entry.length, "streams": streams}  # fmt: skip
+                   "gaussians": gaussian_count(payload, header.version), "bytes": entry.length, "streams": streams}  # fmt: skip
             if entry.predicted:  # PARAMS counts the new Gaussians; the kept ones come from the reference
                 reference, kept, copied = keep_counts(payload)
                 gop.update(new=gop["gaussians"], gaussians=gop["gaussians"] + kept, reference=reference, kept=kept, copied=copied)

@@ -593,7 +593,8 @@ def _selftest(data: bytes) -> None:
 # Structure-aware mutation of .stgv files.
 
 _U32 = struct.Struct("<I")
-_ENTRY = struct.Struct("<IIQI")  # first frame, frame count, offset, length; versions 3 and 4 add a flags byte
+_U16 = struct.Struct("<H")
+_ENTRY = struct.Struct("<IIQI")  # first frame, frame count, offset, length; versions 3 on add a flags byte
 _FLAG_VALUES = [0, 1, 2, 3, 0x80, 0xFF]
 """Flags bytes the mutator writes: key, predicted, and reserved bits set."""
 
@@ -605,12 +606,12 @@ class Layout:
     header: bytes  # magic, version, body length, body (the CRC is recomputed)
     frames: list[tuple[int, int]]  # (first frame, frame count) of each index entry
     payloads: list[bytes] = field(default_factory=list)
-    flags: list[int] = field(default_factory=list)  # flags byte of each index entry (versions 3 and 4 only)
+    flags: list[int] = field(default_factory=list)  # flags byte of each index entry (version 3 on)
 
 
 def _entry_size(header: bytes) -> int:
-    """Bytes of an index entry: 21 (flags last) in a version-3 or -4 file, 20 otherwise."""
-    return _ENTRY.size + 1 if header[4:6] in (b"\x03\x00", b"\x04\x00") else _ENTRY.size
+    """Bytes of an index entry: 21 (flags last) from version 3 on, 20 in version 2."""
+    return _ENTRY.size + 1 if _U16.unpack_from(header, 4)[0] >= 3 else _ENTRY.size
 
 
 def split_stgv(data: bytes) -> Layout | None:
@@ -710,7 +711,7 @@ def mutate_stgv(data: bytes, max_size: int, rng: random.Random, mutate) -> bytes
             s = rng.randrange(len(streams))
             stream_id, stream = streams[s]
             if stream_id == 1 and rng.random() < 0.5:
-                stream = _mutate_params(stream, rng)
+                stream = _mutate_params(stream, rng, _U16.unpack_from(layout.header, 4)[0])
             else:
                 stream = mutate(stream, max(len(stream) * 2, 64))
             streams[s] = (stream_id, stream)
@@ -725,7 +726,7 @@ def mutate_stgv(data: bytes, max_size: int, rng: random.Random, mutate) -> bytes
     elif choice < 0.92:
         other = rng.randrange(len(layout.payloads))
         layout.payloads[k] = layout.payloads[other]
-    elif layout.flags and rng.random() < 0.5:  # versions 3 and 4 only, so version-2 mutations stay as they were
+    elif layout.flags and rng.random() < 0.5:  # version 3 on only, so version-2 mutations stay as they were
         layout.flags[k] = rng.choice(_FLAG_VALUES)
     else:
         first, frames = layout.frames[k]
@@ -735,22 +736,24 @@ def mutate_stgv(data: bytes, max_size: int, rng: random.Random, mutate) -> bytes
     return result if len(result) <= max_size else data
 
 
-def _mutate_params(params: bytes, rng: random.Random) -> bytes:
+def _mutate_params(params: bytes, rng: random.Random, version: int) -> bytes:
     """PARAMS with one number replaced: a head integer, or a float32 / float16 by an extreme value."""
     out = bytearray(params)
-    if len(out) < 11:
+    head = 12 if version >= 5 else 11  # version 5 has the position grid S after P
+    if len(out) < head:
         return bytes(out)
     pick = rng.random()
-    if pick < 0.3:  # head: N u32 @0, M u8 @4, B u16 @5, K u8 @7, P u8 @8, first x key u16 @9
-        at, fmt = rng.choice([(0, "<I"), (4, "<B"), (5, "<H"), (7, "<B"), (8, "<B"), (9, "<H")])
+    if pick < 0.3:  # head: N u32 @0, M u8 @4, B u16 @5, K u8 @7, P u8 @8, (S u8 @9,) first x key u16 @head-2
+        fields = [(0, "<I"), (4, "<B"), (5, "<H"), (7, "<B"), (8, "<B"), (head - 2, "<H")] + [(9, "<B")] * (head - 11)
+        at, fmt = rng.choice(fields)
         value = rng.choice(_INTEGERS) & ((1 << (8 * struct.calcsize(fmt))) - 1)
         struct.pack_into(fmt, out, at, value)
-    elif pick < 0.7 and len(out) >= 15:  # gamma, beta (11..35), or a tensor scale at the end
-        scales = [len(out) - 4 * j for j in range(1, 9) if len(out) - 4 * j >= 35]
-        slots = list(range(11, min(35, len(out) - 3), 4)) + scales
+    elif pick < 0.7 and len(out) >= head + 4:  # gamma, beta (head .. head + 24), or a tensor scale at the end
+        scales = [len(out) - 4 * j for j in range(1, 9) if len(out) - 4 * j >= head + 24]
+        slots = list(range(head, min(head + 24, len(out) - 3), 4)) + scales
         struct.pack_into("<f", out, rng.choice(slots), rng.choice(_FLOATS32))
-    elif len(out) >= 39:  # a codebook float16
-        at = 35 + 2 * rng.randrange((len(out) - 37) // 2)
+    elif len(out) >= head + 28:  # a codebook float16
+        at = head + 24 + 2 * rng.randrange((len(out) - head - 26) // 2)
         struct.pack_into("<e", out, at, rng.choice(_FLOATS16))
     return bytes(out)
 
@@ -795,10 +798,13 @@ SEED_ENCODES = {
                            quant=dict(codebook_size=8), size=(12, 16), frames=9, gop=3),
     "hash-predicted-v4": dict(model=dict(log2_table_size=4, levels=3, width=8, temporal_features=2, spatial_features=1),
                               quant=dict(codebook_size=4, network_bits=6), size=(10, 14), frames=9, gop=3),
+    "plane-predicted-v5": dict(model=dict(encoding="plane", plane_resolution=4, plane_time_resolution=3, plane_features=2,
+                                          width=8), quant=dict(codebook_size=4, network_bits=5), size=(11, 13), frames=9, gop=3),
 }  # fmt: skip
 """Tiny encodes: every encoding, several precisions and codebooks, odd sizes, one to three GoPs
-(hash-predicted and hash-predicted-v4: a key GoP and two predicted ones, which in version 4
-inherit the key GoP's quantizers)."""
+(hash-predicted, hash-predicted-v4 and plane-predicted-v5: a key GoP and two predicted ones, which
+from version 4 inherit the key GoP's quantizers; version 5 codes positions on a grid). Each seed
+is a file of the version current when it was written."""
 
 
 def make_seeds(folder: Path, names: list[str] | None = None) -> list[Path]:

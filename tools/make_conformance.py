@@ -57,7 +57,7 @@ from stgvcodec.metrics import to_uint8
 from stgvcodec.model.encoding import HashGrid
 from stgvcodec.quant.colours import FixedRVQ
 from stgvcodec.quant.qat import QuantConfig
-from stgvcodec.quant.quantizers import CholeskyQuantizer
+from stgvcodec.quant.quantizers import POSITION_GRID, CholeskyQuantizer, PositionGrid
 from stgvcodec.render import clamp_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,8 +161,8 @@ VECTORS_LIST: list[Vector] = [
 ]  # fmt: skip
 
 DUMPS: dict[str, tuple[str, str]] = {
-    "means": ("[N, 2]", "canonical positions mu (NDC, x then y): of a stored Gaussian, float32 of the stored "
-              "binary16 (8.2); of a predicted GoP's kept one, its reference's value, plus residual x step if "
+    "means": ("[N, 2]", "canonical positions mu (NDC, x then y): of a stored Gaussian, its grid keys "
+              "dequantized (8.2); of a predicted GoP's kept one, its reference's value, plus residual x step if "
               "updated (8.3)"),
     "cholesky": ("[N, 3]", "canonical Cholesky factors (l1, l2, l3): of a stored Gaussian float32(q) * gamma + beta "
                  "per channel (8.2); of a kept one as for means (8.3)"),
@@ -265,7 +265,7 @@ def _empty_payload(config: ModelConfig, vector: Vector) -> bytes:
         for size in tensor_sizes(config)
     ]
     record = GopRecord(
-        means=np.zeros((0, 2), np.float16),
+        positions=np.zeros((0, 2), np.int64),
         cholesky_symbols=np.zeros((0, 3), np.int32),
         cholesky_gamma=np.array([0.02, 0.01, 0.02], np.float32),
         cholesky_beta=np.array([0.5, -0.3, 0.5], np.float32),
@@ -274,6 +274,7 @@ def _empty_payload(config: ModelConfig, vector: Vector) -> bytes:
         tensor_symbols=tensors,
         tensor_scales=[np.float32((k + 1) / 128) for k in range(len(tensors))],
         network_bits=vector.network_bits,
+        position_grid=POSITION_GRID,
     )
     return encode_gop(record)
 
@@ -336,7 +337,7 @@ NEW_GAUSSIANS = 3
 def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector, own: bool) -> GopRecord:
     """A predicted GoP's record with reference Gaussians 0, DROP_EVERY, 2 DROP_EVERY, ... dropped
     (their residual rows removed if they were updated) and the first NEW_GAUSSIANS of them coded again
-    as new Gaussians: float16 positions, and
+    as new Gaussians: positions on the record's grid, and
     - `own`: as a key GoP codes its own: Cholesky symbols on a step and offset that span their
       factors, colours as entries of the first codebook (the other stages' entry 0, zero);
     - otherwise on the reference's quantizers (inherited): Cholesky symbols rounded on its step and
@@ -354,11 +355,12 @@ def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector, own: 
     keep[dropped] = Keep.DROPPED
     new = dropped[:NEW_GAUSSIANS]
     means, cholesky, colours = (np.asarray(values, np.float32)[new] for values in reference.gaussians)
+    positions = PositionGrid(record.position_grid, vector.width, vector.height).keys(torch.from_numpy(means)).numpy()
     if not own:  # the encoder's quantizers for inherited gamma, beta and codebooks
         gamma, beta, codebooks = reference.quantizers
         indices, _ = FixedRVQ(codebooks).export(torch.from_numpy(colours))
         return replace(
-            record, means=means.astype(np.float16), inherits=True, colour_indices=indices,
+            record, positions=positions, inherits=True, colour_indices=indices,
             cholesky_symbols=CholeskyQuantizer.fixed(gamma, beta).symbols(torch.from_numpy(cholesky)).numpy().astype(np.int32),
             prediction=Prediction(keep, record.prediction.steps, residuals),
         )  # fmt: skip
@@ -369,7 +371,7 @@ def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector, own: 
     indices = np.zeros((len(new), vector.rvq_stages), np.int32)
     indices[:, 0] = np.arange(len(new))
     return GopRecord(
-        means=means.astype(np.float16),
+        positions=positions,
         cholesky_symbols=np.clip(np.rint((cholesky - low) / gamma), 0, 255).astype(np.int32),
         cholesky_gamma=gamma,
         cholesky_beta=low.astype(np.float32),
@@ -379,6 +381,7 @@ def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector, own: 
         tensor_scales=record.tensor_scales,
         network_bits=record.network_bits,
         prediction=Prediction(keep, record.prediction.steps, residuals),
+        position_grid=record.position_grid,
     )
 
 
@@ -533,7 +536,7 @@ def _prediction_counts(record: GopRecord, references: int) -> dict | None:
         return None
     keep = record.prediction.keep
     counts = {kind.name.lower(): int(np.count_nonzero(keep == kind)) for kind in Keep}
-    return {"reference": references, **counts, "new": len(record.means)}
+    return {"reference": references, **counts, "new": len(record.positions)}
 
 
 def describe(vector: Vector, path: Path, work: Path, dumps_folder: Path) -> dict:

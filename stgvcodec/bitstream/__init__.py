@@ -9,7 +9,7 @@
     +---------------------------------------------------------------+
 
 write_stgv() writes a file atomically; StgvReader reads any GoP on its own. A flag in each index
-entry (versions 3 and 4) marks a predicted GoP, coded against the previous GoP's decoded model; the others
+entry (version 3 on) marks a predicted GoP, coded against the previous GoP's decoded model; the others
 are key GoPs, decodable on their own (StgvReader.key_gop, .dependants). Layouts, limits and what a
 reader rejects are normative in bitstream_spec.md.
 """

@@ -3,7 +3,7 @@
     write_stgv: header | index placeholder | chunk 0 | chunk 1 | ...  -> seek back, write index -> rename
     StgvReader: header + index checked on open; read_chunk(k) seeks to GoP k and checks its CRC
 
-    GoPs:   key  pred pred key  pred key        (versions 3 and 4; a version-2 file holds key GoPs only)
+    GoPs:   key  pred pred key  pred key        (from version 3; a version-2 file holds key GoPs only)
              0    1    2    3    4    5         key_gop(2) = 0, dependants(1) = range(2, 3)
 
 A chunk record is: payload length u32 | payload | CRC32(payload) u32 (bitstream_spec.md, "Chunks").
@@ -51,7 +51,7 @@ class Chunk:
     """The GoP payload (bytes-like), at most MAX_CHUNK_PAYLOAD bytes."""
     predicted: bool = False
     """True if the payload is coded against the previous GoP's decoded model (a predicted GoP,
-    versions 3 and 4 only, never GoP 0); False for a key GoP, which decodes on its own."""
+    from version 3 only, never GoP 0); False for a key GoP, which decodes on its own."""
 
 
 def _write_chunk(file: BinaryIO, payload: bytes, label: str) -> int:

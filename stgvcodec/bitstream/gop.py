@@ -5,15 +5,16 @@
 A key GoP's record holds all its Gaussians. A predicted GoP's record (record.prediction set) holds
 what changed against its reference, the previous GoP's decoded Gaussians: a class per reference
 Gaussian (dropped, copied, updated), the residual symbols of the updated ones and their steps;
-its Gaussian fields (means, Cholesky and colour symbols) then hold only the new Gaussians, coded
+its Gaussian fields (positions, Cholesky and colour symbols) then hold only the new Gaussians, coded
 as a key GoP codes all of its own (bitstream_spec.md, section 8.3). From version 4 a predicted
 GoP may inherit the Cholesky quantizer and colour codebooks of its reference (record.inherits):
 its PARAMS then holds neither, and its new Gaussians are dequantized with the reference's.
 
-Positions: Gaussians are ordered by (x, y) through an order-preserving map of their float16 bit
-patterns to integers (key), so the x keys ascend: the stream holds the first x key, the
-differences of the following ones (small numbers), and each y key split into a high and a low
-byte. All other per-Gaussian streams follow the same order. Rendering is a sum, so the order
+Positions are 16-bit keys per axis: from version 5 the position on a grid of S steps per pixel
+(PARAMS's S; quant.quantizers.PositionGrid), up to version 4 an order-preserving map of the
+position's float16 bit pattern to an integer. Gaussians are ordered by (x key, y key), so the x keys
+ascend: the stream holds the first x key, the differences of the following ones (small numbers),
+and each y key split into a high and a low byte. All other per-Gaussian streams follow the same order. Rendering is a sum, so the order
 changes nothing but the floating-point summation order, and the encoder reports the render of
 the decoded (reordered) record.
 """
@@ -36,9 +37,15 @@ from .records import FORMAT_VERSION
 
 MAX_GAUSSIANS = 1 << 22
 _HEAD = struct.Struct("<IBHBBH")  # Gaussians, RVQ stages, codebook size, network tensors and bits, first x key
+_GRID_HEAD = struct.Struct("<IBHBBBH")  # the same with the position grid S before the first x key
 INHERITS_FROM = 4
 """First version in which a predicted GoP may inherit its reference's quantizers (M = B = 0 in
 PARAMS), and whose PREDICTION steps and network tensor scales are float16."""
+GRID_FROM = 5
+"""First version whose positions are keys on a grid of S steps per pixel (PARAMS's S) rather than
+float16 keys."""
+MAX_POSITION_GRID = 64
+"""Largest S."""
 MAX_STAGES = 8
 MAX_CODEBOOK = 1 << 12
 MAX_TENSORS = 64
@@ -106,6 +113,11 @@ def _prediction_layout(version: int) -> struct.Struct:
     return _PREDICTIONS[4 if version >= INHERITS_FROM else 3]
 
 
+def _head_layout(version: int) -> struct.Struct:
+    """PARAMS's head by version: from version 5 with the position grid S."""
+    return _GRID_HEAD if version >= GRID_FROM else _HEAD
+
+
 def _scale_dtype(version: int) -> str:
     """Network tensor scales in PARAMS: float32 up to version 3, float16 from version 4."""
     return "<f2" if version >= INHERITS_FROM else "<f4"
@@ -139,8 +151,9 @@ class Prediction:
 class GopRecord:
     """Everything the stream stores for one GoP."""
 
-    means: np.ndarray
-    """[N, 2] float16 NDC positions."""
+    positions: np.ndarray
+    """[N, 2] int64 position keys (x, y), each in 0..65535: grid keys when position_grid > 0
+    (quant.quantizers.PositionGrid), else float16 keys (position_keys)."""
     cholesky_symbols: np.ndarray
     """[N, 3] int32 in [0, 255]."""
     cholesky_gamma: np.ndarray
@@ -165,6 +178,9 @@ class GopRecord:
     inherits: bool = False
     """A predicted GoP whose Cholesky gamma, beta and codebooks are its reference's (`quantizers`
     of the reference's record): the payload omits them (version 4 on)."""
+    position_grid: int = 0
+    """S, the position grid's steps per pixel (1..MAX_POSITION_GRID, version 5 on); 0: the keys
+    are float16 keys (versions 2 to 4)."""
 
     @property
     def quantizers(self) -> Quantizers:
@@ -173,15 +189,16 @@ class GopRecord:
 
     def sorted(self) -> GopRecord:
         """The same record with Gaussians in stream order (ascending x key, then y key)."""
-        keys = position_keys(self.means)
+        keys = self.positions
         order = np.lexsort((keys[:, 1], keys[:, 0]))
         return replace(
-            self, means=self.means[order], cholesky_symbols=self.cholesky_symbols[order], colour_indices=self.colour_indices[order]
+            self, positions=keys[order], cholesky_symbols=self.cholesky_symbols[order], colour_indices=self.colour_indices[order]
         )
 
 
 def position_keys(means: np.ndarray) -> np.ndarray:
-    """float16 [N, 2] -> int64 [N, 2] keys in 0..65535 that sort as the values do (-0 just below +0)."""
+    """float16 [N, 2] -> int64 [N, 2] keys in 0..65535 that sort as the values do (-0 just below +0):
+    the position keys of versions 2 to 4."""
     bits = means.astype(np.float16).view(np.uint16).astype(np.int64)
     return np.where(bits & 0x8000, 0xFFFF - bits, bits | 0x8000)
 
@@ -194,22 +211,33 @@ def keys_to_means(keys: np.ndarray) -> np.ndarray:
 
 def encode_gop(record: GopRecord, version: int = FORMAT_VERSION) -> bytes:
     """Payload bytes of a GoP record (the Gaussians are written in stream order) for a file of
-    format `version` (3 or 4).
+    format `version` (3 to 5).
 
     Raises:
         ValueError: for a record that inherits quantizers without being predicted, or in version 3;
-            for scales or steps that the version's float format does not hold exactly.
+            for scales or steps that the version's float format does not hold exactly; for grid
+            positions before version 5 or float16 ones from version 5.
     """
     if record.inherits and (record.prediction is None or version < INHERITS_FROM):
         raise ValueError(f"only a predicted GoP of version {INHERITS_FROM} or later inherits its reference's quantizers")
+    if (record.position_grid > 0) != (version >= GRID_FROM) or record.position_grid > MAX_POSITION_GRID:
+        raise ValueError(
+            f"position grid {record.position_grid} in a version-{version} file: versions from {GRID_FROM} code positions on a grid "
+            f"of 1 to {MAX_POSITION_GRID} steps per pixel, earlier ones as float16 (grid 0)"
+        )
     record = record.sorted()
-    count = record.means.shape[0]
+    keys = record.positions
+    count = keys.shape[0]
+    if count and (keys.min() < 0 or keys.max() > 0xFFFF):
+        raise ValueError("position keys outside 0..65535")
     stages, book = record.codebooks.shape[:2]
-    keys = position_keys(record.means)
     first_x = int(keys[0, 0]) if count else 0
-    head = _HEAD.pack(count, 0, 0, len(record.tensor_symbols), record.network_bits, first_x) if record.inherits else b"".join(
+    grid = (record.position_grid,) if version >= GRID_FROM else ()
+    layout = _head_layout(version)
+    sizes = (len(record.tensor_symbols), record.network_bits, *grid, first_x)
+    head = layout.pack(count, 0, 0, *sizes) if record.inherits else b"".join(
         (
-            _HEAD.pack(count, stages, book, len(record.tensor_symbols), record.network_bits, first_x),
+            layout.pack(count, stages, book, *sizes),
             record.cholesky_gamma.astype("<f4").tobytes(),
             record.cholesky_beta.astype("<f4").tobytes(),
             record.codebooks.astype("<f2").tobytes(),
@@ -287,27 +315,28 @@ def decode_gop(
     if inherits and quantizers is None:
         raise BitstreamError("GoP payload: inherits its reference's quantizers, which were not given")
     inherited_stages = len(quantizers.codebooks) if inherits else None
-    expected_ids = _expected_ids(streams, tensor_sizes, reference is not None, inherited_stages)
+    expected_ids = _expected_ids(streams, tensor_sizes, reference is not None, inherited_stages, version)
     ids = [stream_id for stream_id, _ in streams]
     if ids != expected_ids:
         raise BitstreamError(f"GoP payload: stream ids {ids} differ from the expected {expected_ids}")
     params = streams[0][1]
-    count, stages, book, tensors, bits, first_x = _params_head(params, inherits)
+    count, stages, book, tensors, bits, grid, first_x = _params_head(params, inherits, version)
     at = starts[0]  # where PARAMS's data start
+    head = _head_layout(version).size
     if inherits:
         gamma, beta, codebooks = quantizers
         stages, book = codebooks.shape[:2]
-        scales_at = _HEAD.size
+        scales_at = head
     else:
-        books_at = _HEAD.size + 24
+        books_at = head + 24
         scales_at = books_at + stages * book * 6
     scale_dtype = _scale_dtype(version)
     need = scales_at + int(scale_dtype[-1]) * tensors
     if len(params) != need:
         raise BitstreamError(f"GoP payload: parameter stream holds {len(params)} bytes, expected {need}")
     if not inherits:
-        gamma = _floats(params, "<f4", 3, _HEAD.size, "Cholesky step gamma", at, MAX_PARAM)
-        beta = _floats(params, "<f4", 3, _HEAD.size + 12, "Cholesky offset beta", at, MAX_PARAM)
+        gamma = _floats(params, "<f4", 3, head, "Cholesky step gamma", at, MAX_PARAM)
+        beta = _floats(params, "<f4", 3, head + 12, "Cholesky offset beta", at, MAX_PARAM)
         codebooks = _floats(params, "<f2", stages * book * 3, books_at, "codebook value", at, None).reshape(stages, book, 3)
     scales = [np.float32(v) for v in _floats(params, scale_dtype, tensors, scales_at, "network tensor scale", at, MAX_PARAM)]
 
@@ -337,18 +366,20 @@ def decode_gop(
         residuals = [symbols(updated, -MAX_RESIDUAL, MAX_RESIDUAL, f"residual {a}") for a in RESIDUAL_ATTRIBUTES]
         prediction = Prediction(keep.astype(np.int32), prediction_head, np.stack(residuals, -1).astype(np.int32))
     if count == 0 and first_x != 0:
-        raise BitstreamError(f"GoP payload: first x key {first_x} with no Gaussians (must be 0), at byte {at + 9}")
+        raise BitstreamError(f"GoP payload: first x key {first_x} with no Gaussians (must be 0), at byte {at + head - 2}")
     dx = symbols(max(count - 1, 0), 0, 0xFFFF, "x positions")
     x = first_x + np.concatenate(([0], np.cumsum(dx, dtype=np.int64))) if count else np.zeros(0, np.int64)
     if x.size and x[-1] > 0xFFFF:
-        raise BitstreamError(f"GoP payload: x positions stream at byte {starts[ids.index(Stream.POSITION_X)]}: positions leave the float16 range")
+        raise BitstreamError(f"GoP payload: x positions stream at byte {starts[ids.index(Stream.POSITION_X)]}: x keys pass 65535")
     y = symbols(count, 0, 0xFF, "y positions (high)").astype(np.int64) << 8
     y |= symbols(count, 0, 0xFF, "y positions (low)")
-    means = keys_to_means(np.stack((x, y), axis=-1))
-    finite = np.isfinite(means).all(axis=-1)
-    if not finite.all():
-        n = int(np.argmin(finite))
-        raise BitstreamError(f"GoP payload: Gaussian {n} (stream order) has a non-finite position {means[n].tolist()}")
+    positions = np.stack((x, y), axis=-1).reshape(count, 2)
+    if grid == 0:  # float16 keys: every value must be finite
+        finite = np.isfinite(keys_to_means(positions)).all(axis=-1)
+        if not finite.all():
+            n = int(np.argmin(finite))
+            value = keys_to_means(positions[n]).tolist()
+            raise BitstreamError(f"GoP payload: Gaussian {n} (stream order) has a non-finite position {value}")
     cholesky = np.stack([symbols(count, 0, 255, f"Cholesky channel {k}") for k in range(3)], axis=-1)
     colours = np.stack([symbols(count, 0, book - 1, f"colour stage {k}") for k in range(stages)], axis=-1)
     levels = network_levels(bits)
@@ -358,7 +389,7 @@ def decode_gop(
         values = symbols(sum(sizes), -levels, levels, f"{what} network")
         network += np.split(values, np.cumsum(sizes)[:-1]) if sizes else []
     return GopRecord(
-        means.reshape(count, 2),
+        positions,
         cholesky.reshape(count, 3).astype(np.int32),
         gamma,
         beta,
@@ -369,6 +400,7 @@ def decode_gop(
         bits,
         prediction,
         inherits,
+        grid,
     )
 
 
@@ -446,23 +478,27 @@ def _floats(params, dtype: str, count: int, offset: int, what: str, at: int, lim
     return values.astype(dtype[1:])
 
 
-def _params_head(params: memoryview | bytes, inheritable: bool = False) -> tuple[int, int, int, int, int, int]:
-    """The fields of PARAMS's head. `inheritable`: M = B = 0 (quantizers inherited) is accepted."""
-    if len(params) < _HEAD.size:
+def _params_head(params: memoryview | bytes, inheritable: bool = False, version: int = FORMAT_VERSION) -> tuple[int, ...]:
+    """PARAMS's head: (N, M, B, K, P, S, first x key), S = 0 before version 5. `inheritable`:
+    M = B = 0 (quantizers inherited) is accepted."""
+    layout = _head_layout(version)
+    if len(params) < layout.size:
         raise BitstreamError(f"GoP payload: parameter stream of {len(params)} bytes is too short")
-    count, stages, book, tensors, bits, first_x = _HEAD.unpack_from(params, 0)
+    count, stages, book, tensors, bits, *grid, first_x = layout.unpack_from(params, 0)
+    grid = grid[0] if grid else 0
     inherited = inheritable and (stages, book) == (0, 0)
     if not (
         count <= MAX_GAUSSIANS
         and (inherited or (1 <= stages <= MAX_STAGES and 1 <= book <= MAX_CODEBOOK))
         and tensors <= MAX_TENSORS
         and MIN_TENSOR_BITS <= bits <= MAX_TENSOR_BITS
+        and (version < GRID_FROM or 1 <= grid <= MAX_POSITION_GRID)
     ):
         raise BitstreamError(
             f"GoP payload: sizes out of range (Gaussians {count}, stages {stages}, codebook {book}, "
-            f"tensors {tensors}, network bits {bits})"
+            f"tensors {tensors}, network bits {bits}" + (f", position grid {grid})" if version >= GRID_FROM else ")")
         )
-    return count, stages, book, tensors, bits, first_x
+    return count, stages, book, tensors, bits, grid, first_x
 
 
 def _inherits(streams, predicted: bool, version: int) -> bool:
@@ -474,10 +510,12 @@ def _inherits(streams, predicted: bool, version: int) -> bool:
     return predicted and version >= INHERITS_FROM and len(params) >= _HEAD.size and _HEAD.unpack_from(params, 0)[1] == 0
 
 
-def _expected_ids(streams, tensor_sizes: list[int], predicted: bool, inherited_stages: int | None = None) -> list[int]:
+def _expected_ids(
+    streams, tensor_sizes: list[int], predicted: bool, inherited_stages: int | None = None, version: int = FORMAT_VERSION
+) -> list[int]:
     """The stream ids a payload must hold; `inherited_stages`: the reference's M for a payload that
     inherits its quantizers."""
-    _, stages, _, tensors, _, _ = _params_head(streams[0][1], inherited_stages is not None)
+    _, stages, _, tensors, *_ = _params_head(streams[0][1], inherited_stages is not None, version)
     stages = inherited_stages if inherited_stages is not None else stages
     if tensors != len(tensor_sizes) or tensors < MLP_TENSORS:
         raise BitstreamError(f"GoP payload: {tensors} network tensors, the model configuration has {len(tensor_sizes)}")
@@ -491,7 +529,7 @@ def _expected_ids(streams, tensor_sizes: list[int], predicted: bool, inherited_s
     )
 
 
-def gaussian_count(payload: bytes | memoryview) -> int:
+def gaussian_count(payload: bytes | memoryview, version: int = FORMAT_VERSION) -> int:
     """The Gaussian count N a GoP payload declares (read from PARAMS, without decoding the streams).
 
     Raises:
@@ -499,7 +537,7 @@ def gaussian_count(payload: bytes | memoryview) -> int:
     """
     for stream_id, view in unpack_streams(payload):
         if stream_id == Stream.PARAMS:
-            return _params_head(view, inheritable=True)[0]
+            return _params_head(view, inheritable=True, version=version)[0]
     raise BitstreamError("GoP payload: no parameter stream")
 
 

@@ -20,13 +20,13 @@ from stgvcodec.gop import split_gops
 
 MAGIC = b"STGV"
 """First four bytes of every .stgv file."""
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """The version this code writes unless a header asks for another."""
-READ_VERSIONS = (2, 3, 4)
+READ_VERSIONS = (2, 3, 4, 5)
 """The versions this code reads (and can write)."""
 _READ_VERSIONS_TEXT = ", ".join(map(str, READ_VERSIONS[:-1])) + f" and {READ_VERSIONS[-1]}"
 PREDICTED = 0x01
-"""Flag bit of a version-3 or -4 index entry: the GoP's payload is coded against the previous GoP's
+"""Flag bit of an index entry of version 3 or later: the GoP's payload is coded against the previous GoP's
 decoded model. The other seven bits are reserved and must be 0."""
 
 MAX_DIMENSION = 16384
@@ -47,10 +47,10 @@ CHUNK_FRAMING = 8
 _PREFIX = struct.Struct("<4sHI")  # magic, version, body length
 _FIELDS = struct.Struct("<IIIIIHH")  # width, height, fps num, fps den, frame count, GoP size, config length
 _U32 = struct.Struct("<I")
-_ENTRIES = {2: struct.Struct("<IIQI"), 3: struct.Struct("<IIQIB"), 4: struct.Struct("<IIQIB")}
+_ENTRIES = {2: struct.Struct("<IIQI"), **dict.fromkeys((3, 4, 5), struct.Struct("<IIQIB"))}
 """Index entry by version: first frame, frame count, chunk offset, chunk length (and flags, from 3)."""
 _FLAGS_AT = 20
-"""Offset of the flags byte in a version-3 or -4 index entry."""
+"""Offset of the flags byte in an index entry of version 3 or later."""
 
 HEADER_PREFIX_BYTES = _PREFIX.size
 """Bytes before the header body: magic, version, body length."""
@@ -249,7 +249,7 @@ def parse_index(record: bytes, at: int, header: FileHeader) -> tuple[GopEntry, .
     Raises:
         BitstreamError: On a CRC mismatch, or entries that do not cover the frames in order with
             the GoP sizes of the header, or chunks that are not laid end to end after the index,
-            or (versions 3 and 4) reserved flag bits set or a predicted GoP 0.
+            or (version 3 on) reserved flag bits set or a predicted GoP 0.
     """
     parse_index_count(record[: _U32.size], at, header)
     body_end = len(record) - _U32.size
@@ -284,7 +284,7 @@ def _check_entry(entry: GopEntry, first_frame: int, frames: int, offset: int, at
 
 
 def _check_flags(entry: GopEntry, flags: int, at: int) -> None:
-    """Checks the flags byte of a version-3 or -4 entry (at file offset `at`) after _check_entry."""
+    """Checks the flags byte of an entry of version 3 or later (at file offset `at`) after _check_entry."""
     if flags & ~PREDICTED:
         raise BitstreamError(f"{entry.label}: reserved flag bits set in flags 0x{flags:02x} at byte {at}")
     if entry.predicted and entry.index == 0:

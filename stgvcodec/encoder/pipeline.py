@@ -106,7 +106,7 @@ def quantize_gop(
         payload, tensor_sizes(model), reference=predicted.reference_count if predicted is not None else None,
         quantizers=reference.quantizers if predicted is not None else None,
     )  # fmt: skip
-    canonical = canonical_gaussians(parsed, reference)
+    canonical = canonical_gaussians(parsed, reference, size=(clip.shape[2], clip.shape[1]))
     return payload, gop_model(parsed, model, device, canonical), canonical
 
 

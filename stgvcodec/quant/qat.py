@@ -1,7 +1,7 @@
 """Quantization-aware fine-tuning of a fitted GoP model, and its export to stream symbols.
 
     GopModel --QAT steps: every parameter passes through its quantizer (straight through)-->
-        means fp16 | cholesky b-bit learned affine | colours residual VQ | hash + MLP 8-bit
+        means on a grid of S per pixel | cholesky b-bit learned affine | colours residual VQ | hash + MLP 8-bit
     --export--> GopRecord (the symbols and side information the stream stores)
 
 A predicted GoP (a PredictedRows given) quantizes its first K Gaussians, those kept from the
@@ -30,7 +30,15 @@ from ..render import Backend, rasterize
 from ..train.anchor import Anchor
 from .colours import ColourRVQ, FixedRVQ
 from .prediction import fake_quantize_residual, residual_symbols, split_attributes
-from .quantizers import CHOLESKY_BITS, TENSOR_BITS, CholeskyQuantizer, fake_quantize_tensor, fp16_ste, quantize_tensor
+from .quantizers import (
+    CHOLESKY_BITS,
+    POSITION_GRID,
+    TENSOR_BITS,
+    CholeskyQuantizer,
+    PositionGrid,
+    fake_quantize_tensor,
+    quantize_tensor,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,9 @@ class QuantConfig:
     """Learning rate of encodings and MLP during fine-tuning (the end of the deformation schedule)."""
     lr_quantizer: float = 1e-3
     """Learning rate of the Cholesky quantizer's scale and offset."""
+    position_grid: int = POSITION_GRID
+    """S, steps per pixel of the grid the new Gaussians' positions are quantized to (1..64; fewer
+    where the frame is too large for 16-bit keys, PositionGrid.fitting)."""
     inherit_below: int = 8
     """A predicted GoP with fewer new Gaussians than this quantizes them with its reference's
     Cholesky quantizer and colour codebooks instead of learning its own, and the stream does not
@@ -85,9 +96,10 @@ class PredictedRows:
 class QuantizedGop(torch.nn.Module):
     """A GoP model seen through its quantizers."""
 
-    def __init__(self, model: GopModel, config: QuantConfig, predicted: PredictedRows | None = None):
+    def __init__(self, model: GopModel, config: QuantConfig, height: int, width: int, predicted: PredictedRows | None = None):
         super().__init__()
         self.model = model
+        self.grid = PositionGrid(PositionGrid.fitting(config.position_grid, width, height), width, height)
         self.predicted = predicted
         self.rows = predicted.anchor.rows if predicted is not None else 0  # the first rows are residual-coded
         new = model.gaussians.cholesky[self.rows :]
@@ -109,7 +121,7 @@ class QuantizedGop(torch.nn.Module):
     def render(self, times: Tensor, height: int, width: int, backend: Backend) -> tuple[Tensor, Tensor]:
         """Frames [T, H, W, 3] of the fake-quantized model and the RVQ commitment loss."""
         g, k = self.model.gaussians, self.rows
-        means, cholesky = fp16_ste(g.means[k:]), self.cholesky(g.cholesky[k:])
+        means, cholesky = self.grid(g.means[k:]), self.cholesky(g.cholesky[k:])
         colours, commitment = self.colours(g.colors[k:]) if self.colours is not None else (g.colors[k:], g.colors.sum() * 0.0)
         if k:
             kept = fake_quantize_residual(split_attributes(g.means[:k], g.cholesky[:k], g.colors[:k]), self.reference, self.steps)
@@ -137,7 +149,7 @@ class QuantizedGop(torch.nn.Module):
             indices, codebooks = np.zeros((0, 1), np.int32), np.zeros((1, 1, 3), np.float16)
         tensors = [quantize_tensor(p, self.network_bits) for _, p in self.model.deformation.named_parameters()]
         return GopRecord(
-            means=g.means[k:].detach().cpu().numpy().astype("float16"),
+            positions=self.grid.keys(g.means[k:]).cpu().numpy(),
             cholesky_symbols=self.cholesky.symbols(g.cholesky[k:]).cpu().numpy().astype("int32"),
             cholesky_gamma=self.cholesky.gamma.detach().cpu().numpy().astype("float32"),
             cholesky_beta=self.cholesky.beta.detach().cpu().numpy().astype("float32"),
@@ -148,6 +160,7 @@ class QuantizedGop(torch.nn.Module):
             network_bits=self.network_bits,
             prediction=self._prediction() if self.predicted is not None else None,
             inherits=self.inherited is not None,
+            position_grid=self.grid.grid,
         )
 
     def _prediction(self) -> Prediction:
@@ -179,7 +192,7 @@ def finetune(
     generator = torch.Generator().manual_seed(seed)
     count, height, width = frames.shape[:3]
     times = torch.tensor(frame_times(count), device=frames.device)
-    quantized = QuantizedGop(model, config, predicted).to(frames.device)
+    quantized = QuantizedGop(model, config, height, width, predicted).to(frames.device)
     optimizer = torch.optim.Adam(
         [
             {"params": model.gaussians.parameters(), "lr": config.lr_gaussians},

@@ -29,13 +29,13 @@ from stgvcodec.gop import split_gops
 
 HEADER = FileHeader(width=32, height=16, fps_num=30000, fps_den=1001, frame_count=12, gop_size=6, config=b"cfg")
 CHUNKS = [b"first GoP payload", bytes(range(40))]
-ENTRY_FORMATS = {2: "<IIQI", 3: "<IIQIB", 4: "<IIQIB"}
+ENTRY_FORMATS = {2: "<IIQI", 3: "<IIQIB", 4: "<IIQIB", 5: "<IIQIB"}
 """GoP index entry by version, as bitstream_spec.md section 5 gives it."""
 
 
-@pytest.fixture(params=[2, 3, 4], ids=["v2", "v3", "v4"])
+@pytest.fixture(params=[2, 3, 4, 5], ids=["v2", "v3", "v4", "v5"])
 def small_file(tmp_path, request):
-    """Two GoPs: key GoPs in version 2; a key GoP and a predicted GoP in versions 3 and 4."""
+    """Two GoPs: key GoPs in version 2; a key GoP and a predicted GoP from version 3 on."""
     path = tmp_path / "small.stgv"
     if request.param == 2:
         write_stgv(path, replace(HEADER, version=2), CHUNKS)
@@ -99,7 +99,7 @@ def test_round_trip_with_key_and_predicted_gops(tmp_path):
     payloads, chunks = _mixed_chunks()
     path = tmp_path / "mixed.stgv"
     size = write_stgv(path, MIXED, iter(chunks))
-    assert _read_all(path) == (MIXED, payloads) and MIXED.version == 4
+    assert _read_all(path) == (MIXED, payloads) and MIXED.version == 5
     with StgvReader(path) as reader:
         assert "".join("P" if gop.predicted else "K" for gop in reader.gops) == KINDS
         assert reader.sizes().index_bytes == 4 + 21 * len(KINDS) + 4
@@ -185,7 +185,7 @@ def test_layout_matches_the_spec_tables(small_file):
     """Parses the file by hand with struct, exactly as bitstream_spec.md's field tables say."""
     data = small_file.read_bytes()
     magic, version, body_length = struct.unpack_from("<4sHI", data, 0)
-    assert (magic, body_length) == (b"STGV", 24 + 3) and version in (2, 3, 4)
+    assert (magic, body_length) == (b"STGV", 24 + 3) and version in (2, 3, 4, 5)
     fields = struct.unpack_from("<IIIIIHH", data, 10)
     assert fields == (32, 16, 30000, 1001, 12, 6, 3)
     assert data[34:37] == b"cfg"
@@ -194,7 +194,7 @@ def test_layout_matches_the_spec_tables(small_file):
 
     index_at = header_end + 4
     (count,) = struct.unpack_from("<I", data, index_at)
-    entry_size = {2: 20, 3: 21, 4: 21}[version]
+    entry_size = {2: 20, 3: 21, 4: 21, 5: 21}[version]
     assert struct.calcsize(ENTRY_FORMATS[version]) == entry_size
     entries = [struct.unpack_from(ENTRY_FORMATS[version], data, index_at + 4 + entry_size * k) for k in range(count)]
     index_end = index_at + 4 + entry_size * count
@@ -296,12 +296,12 @@ def test_wrong_magic(small_file):
         StgvReader(small_file)
 
 
-@pytest.mark.parametrize("version", [5, 1, 0xFFFF])
+@pytest.mark.parametrize("version", [6, 1, 0xFFFF])
 def test_other_versions(small_file, version):
     data = bytearray(small_file.read_bytes())
     data[4:6] = struct.pack("<H", version)
     small_file.write_bytes(bytes(data))
-    with pytest.raises(BitstreamError, match=rf"^unsupported \.stgv version {version} \(this decoder reads 2, 3 and 4\)$"):
+    with pytest.raises(BitstreamError, match=rf"^unsupported \.stgv version {version} \(this decoder reads 2, 3, 4 and 5\)$"):
         StgvReader(small_file)
 
 
@@ -378,7 +378,7 @@ def test_appended_header_fields_are_skipped(tmp_path):
         (_file(entries=[(0, 6, 67, 11)]), "chunk offset 67 at byte 50, expected 66"),
         (_file(entries=[(1, 5, 66, 11)]), "frames 1\\+5, expected 0\\+6"),
         (_file(_header_record((32, 16, 30, 1, 10_000_000, 1))), "1 GoPs, but 10000000 frames"),
-        (_file(_header_record(VALID_FIELDS, version=5)), r"version 5 \(this decoder reads 2, 3 and 4\)"),
+        (_file(_header_record(VALID_FIELDS, version=6)), r"version 6 \(this decoder reads 2, 3, 4 and 5\)"),
         (_file(entries=[(0, 6, 66, 11, 0)], version=3), "chunk offset 66 at byte 50, expected 67"),
         (
             _file(entries=[(0, 6, 67, 11, 0x02)], version=3),
@@ -461,8 +461,8 @@ def test_header_limits_are_checked_on_write():
         FileHeader(16385, 16, 30, 1, 10, 10)
     with pytest.raises(ValueError, match="config"):
         FileHeader(16, 16, 30, 1, 10, 10, bytes(MAX_CONFIG_BYTES + 1))
-    with pytest.raises(ValueError, match="version 5: this code reads and writes 2, 3 and 4"):
-        FileHeader(16, 16, 30, 1, 10, 10, version=5)
+    with pytest.raises(ValueError, match="version 6: this code reads and writes 2, 3, 4 and 5"):
+        FileHeader(16, 16, 30, 1, 10, 10, version=6)
 
 
 # Streams inside a chunk payload.

@@ -8,19 +8,27 @@ import numpy as np
 import pytest
 
 from stgvcodec.bitstream import BitstreamError, pack_streams, unpack_streams
+import torch
+
 from stgvcodec.bitstream.gop import GopRecord, decode_gop, encode_gop, keys_to_means, position_keys, stream_sizes
 from stgvcodec.bitstream.model_config import pack_model_config, unpack_model_config
 from stgvcodec.config import ModelConfig
 from stgvcodec.entropy import decode_symbols
+from stgvcodec.quant.quantizers import GRID_ORIGIN, PositionGrid, dequantize_positions
 
 SIZES = [40, 30, 24, 4, 16, 4, 8, 2, 12, 3]  # two hash tables, then the 8 MLP tensors
 
 
-def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8, bits: int = 8) -> GopRecord:
+def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8, bits: int = 8, grid: int = 4) -> GopRecord:
+    """A record of random symbols; grid 0: float16 position keys (versions 2 to 4)."""
     rng = np.random.default_rng(seed)
     levels = (1 << (bits - 1)) - 1
+    if grid:  # keys of positions on a grid of `grid` steps per pixel, a little beyond a 64-pixel frame
+        positions = rng.integers(GRID_ORIGIN - 36 * grid, GRID_ORIGIN + 36 * grid, (count, 2))
+    else:
+        positions = position_keys(rng.uniform(-1.1, 1.1, (count, 2)).astype(np.float16))
     return GopRecord(
-        means=rng.uniform(-1.1, 1.1, (count, 2)).astype(np.float16),
+        positions=positions,
         cholesky_symbols=rng.integers(0, 256, (count, 3)).astype(np.int32),
         cholesky_gamma=rng.uniform(0.01, 0.1, 3).astype(np.float32),
         cholesky_beta=rng.uniform(-1, 1, 3).astype(np.float32),
@@ -29,11 +37,13 @@ def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8, bits: int
         tensor_symbols=[rng.integers(-levels, levels + 1, n).astype(np.int32) for n in SIZES],
         tensor_scales=[np.float32(np.float16(s)) for s in rng.uniform(1e-4, 1e-2, len(SIZES))],  # float16 from version 4
         network_bits=bits,
+        position_grid=grid,
     )
 
 
 def _assert_same(a: GopRecord, b: GopRecord) -> None:
-    np.testing.assert_array_equal(a.means.view(np.uint16), b.means.view(np.uint16))
+    np.testing.assert_array_equal(a.positions, b.positions)
+    assert a.position_grid == b.position_grid
     for name in ("cholesky_symbols", "cholesky_gamma", "cholesky_beta", "colour_indices", "codebooks"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     for x, y in zip(a.tensor_symbols, b.tensor_symbols):
@@ -47,13 +57,35 @@ def test_round_trip_in_stream_order(count, bits):
     record = _record(count, bits=bits)
     decoded = decode_gop(encode_gop(record), SIZES)
     _assert_same(decoded, record.sorted())
-    # Version 3 holds float32 scales: any float32 round-trips.
+    assert (np.diff(decoded.positions[:, 0]) >= 0).all()
+    # Versions 2 to 4 hold float16 positions (grid 0), version 3 float32 scales: any float32 round-trips.
+    record = _record(count, bits=bits, grid=0)
+    _assert_same(decode_gop(encode_gop(record, version=4), SIZES, version=4), record.sorted())
     record.tensor_scales = [np.float32(0.1), np.float32(1e-7)] + record.tensor_scales[2:]
     _assert_same(decode_gop(encode_gop(record, version=3), SIZES, version=3), record.sorted())
     with pytest.raises(ValueError, match="not exact in a version-4 PARAMS stream"):
+        encode_gop(record, version=4)
+    with pytest.raises(ValueError, match="position grid 0 in a version-5 file"):
         encode_gop(record)
-    keys = position_keys(decoded.means)
-    assert (np.diff(keys[:, 0]) >= 0).all()
+    with pytest.raises(ValueError, match="position grid 4 in a version-4 file"):
+        encode_gop(_record(count, bits=bits), version=4)
+
+
+def test_grid_positions_dequantize_as_the_spec_says():
+    """x = float32(2 (key - 32768)) / float32(S W): keys 32768 +- S W / 2 are the frame's edges."""
+    centre, edge = [GRID_ORIGIN, GRID_ORIGIN], [GRID_ORIGIN - 2 * 64, GRID_ORIGIN + 2 * 48]
+    keys = np.array([centre, edge, [0, 65535], [GRID_ORIGIN + 1, GRID_ORIGIN - 3]])
+    values = dequantize_positions(keys, 4, 64, 48)
+    assert values.dtype == np.float32
+    np.testing.assert_array_equal(values[:2], [[0, 0], [-1, 1]])
+    x, y = np.float32(4 * 64), np.float32(4 * 48)
+    np.testing.assert_array_equal(values[2:], [[-65536 / x, 65534 / y], [2 / x, -6 / y]])
+    # The encoder's quantizer rounds to the nearest key and its values are the decoder's, bit for bit.
+    grid = PositionGrid(4, 64, 48)
+    means = torch.tensor([[0.3, -0.7], [-1.2, 1.05], [1e-3, 0.0]])
+    np.testing.assert_array_equal(grid.keys(means).numpy(), [[32768 + 38, 32768 - 67], [32768 - 154, 32768 + 101], [32768, 32768]])
+    np.testing.assert_array_equal(grid(means).detach().numpy(), dequantize_positions(grid.keys(means).numpy(), 4, 64, 48))
+    assert PositionGrid.fitting(4, 176, 144) == 4 and PositionGrid.fitting(4, 16384, 9000) == 3
 
 
 def test_position_keys_preserve_order_and_invert():
@@ -68,16 +100,25 @@ def test_params_stream_follows_the_spec_layout():
     streams = unpack_streams(encode_gop(record))
     assert [i for i, _ in streams] == [1, 2, 3, 4, 5, 6, 7, 16, 17, 64, 65]
     params = bytes(streams[0][1])
-    count, stages, book, tensors, bits, first_x = struct.unpack_from("<IBHBBH", params)
-    assert (count, stages, book, tensors, bits, first_x) == (3, 2, 8, 10, 8, position_keys(record.means)[0, 0])
+    count, stages, book, tensors, bits, grid, first_x = struct.unpack_from("<IBHBBBH", params)
+    assert (count, stages, book, tensors, bits, grid, first_x) == (3, 2, 8, 10, 8, 4, record.positions[0, 0])
+    assert len(params) == 12 + 24 + 6 * 2 * 8 + 2 * 10
+    np.testing.assert_array_equal(np.frombuffer(params, "<f4", 3, 12), record.cholesky_gamma)
+    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 48, 36).reshape(2, 8, 3), record.codebooks)
+    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 10, 36 + 96), record.tensor_scales)
+    # The x keys: the first in PARAMS, then N - 1 differences; y keys as high and low bytes.
+    np.testing.assert_array_equal(decode_symbols(streams[1][1], 0, max_count=2)[0], np.diff(record.positions[:, 0]))
+    np.testing.assert_array_equal(decode_symbols(streams[2][1], 0, max_count=3)[0], record.positions[:, 1] >> 8)
+    np.testing.assert_array_equal(decode_symbols(streams[3][1], 0, max_count=3)[0], record.positions[:, 1] & 255)
+    # Version 4: float16 positions, no S; version 3: float32 scales too.
+    float16 = _record(3, stages=2, book=8, grid=0).sorted()
+    params = bytes(unpack_streams(encode_gop(float16, version=4))[0][1])
+    assert struct.unpack_from("<IBHBBH", params) == (3, 2, 8, 10, 8, float16.positions[0, 0])
     assert len(params) == 11 + 24 + 6 * 2 * 8 + 2 * 10
-    np.testing.assert_array_equal(np.frombuffer(params, "<f4", 3, 11), record.cholesky_gamma)
-    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 48, 35).reshape(2, 8, 3), record.codebooks)
-    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 10, 35 + 96), record.tensor_scales)
-    # Version 3: float32 scales.
-    params = bytes(unpack_streams(encode_gop(record, version=3))[0][1])
+    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 10, 35 + 96), float16.tensor_scales)
+    params = bytes(unpack_streams(encode_gop(float16, version=3))[0][1])
     assert len(params) == 11 + 24 + 6 * 2 * 8 + 4 * 10
-    np.testing.assert_array_equal(np.frombuffer(params, "<f4", 10, 35 + 96), record.tensor_scales)
+    np.testing.assert_array_equal(np.frombuffer(params, "<f4", 10, 35 + 96), float16.tensor_scales)
     # HASH holds the encoding's tensors one after another, MLP the last 8 tensors.
     hash_symbols, _ = decode_symbols(streams[-2][1], 0, max_count=70)
     np.testing.assert_array_equal(hash_symbols, np.concatenate(record.tensor_symbols[:2]))
@@ -122,9 +163,11 @@ def _repack(payload: bytes, edit) -> bytes:
         (lambda s: s[1:], "first stream"),
         (lambda s: s[:-1], "stream ids"),
         (lambda s: [(1, s[0][1][:-1])] + s[1:], "parameter stream"),
-        (lambda s: [(1, struct.pack("<IBHBBH", 1 << 23, 2, 8, 10, 8, 0) + s[0][1][11:])] + s[1:], "out of range"),
+        (lambda s: [(1, struct.pack("<IBHBBBH", 1 << 23, 2, 8, 10, 8, 4, 0) + s[0][1][12:])] + s[1:], "out of range"),
         (lambda s: [(1, s[0][1][:8] + b"\x09" + s[0][1][9:])] + s[1:], "network bits 9"),
         (lambda s: [(1, s[0][1][:8] + b"\x01" + s[0][1][9:])] + s[1:], "network bits 1"),
+        (lambda s: [(1, s[0][1][:9] + b"\x00" + s[0][1][10:])] + s[1:], "position grid 0"),
+        (lambda s: [(1, s[0][1][:9] + b"\x41" + s[0][1][10:])] + s[1:], "position grid 65"),
     ],
 )
 def test_malformed_payloads_are_rejected(edit, message):
@@ -145,8 +188,8 @@ def test_bytes_after_a_coded_stream_inside_its_record_are_rejected(stream):
 def test_a_first_x_key_without_gaussians_is_rejected():
     payload = encode_gop(_record(0))
     decode_gop(payload, SIZES)  # the encoder writes 0
-    edited = _repack(payload, lambda s: [(1, s[0][1][:9] + b"\x01\x00" + s[0][1][11:])] + s[1:])
-    with pytest.raises(BitstreamError, match="first x key 1 with no Gaussians"):
+    edited = _repack(payload, lambda s: [(1, s[0][1][:10] + b"\x01\x00" + s[0][1][12:])] + s[1:])
+    with pytest.raises(BitstreamError, match=r"first x key 1 with no Gaussians \(must be 0\), at byte 13"):
         decode_gop(edited, SIZES)
 
 
@@ -180,20 +223,26 @@ def _patch_params(payload: bytes, dtype: str, offset: int, value: float) -> byte
     return _repack(payload, edit)
 
 
-# PARAMS offsets of _record(20, stages=2, book=8) with 10 tensors: gamma at 11, beta at 23,
-# codebooks at 35 (2 * 8 * 3 float16), tensor scales at 131 (float16 in version 4, float32 in 3).
+# PARAMS offsets of _record(20, stages=2, book=8) with 10 tensors: gamma at 12, beta at 24,
+# codebooks at 36 (2 * 8 * 3 float16), tensor scales at 132 (float16) in version 5; one byte less
+# before (no S), the scales float32 in version 3.
 _FLOATS = [
-    (4, "<f4", 11 + 4, "Cholesky step gamma 1", 15),
+    (5, "<f4", 12 + 4, "Cholesky step gamma 1", 16),
+    (5, "<f4", 24, "Cholesky offset beta 0", 24),
     (4, "<f4", 23, "Cholesky offset beta 0", 23),
     (3, "<f4", 131 + 4 * 9, "network tensor scale 9", 167),
 ]
 
 
+def _versioned(version: int) -> bytes:
+    return encode_gop(_record(20, grid=4 if version >= 5 else 0), version=version)
+
+
 @pytest.mark.parametrize("version,dtype,offset,name,byte", _FLOATS)
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e30, -65536.01])
 def test_params_floats_must_be_finite_and_bounded(version, dtype, offset, name, byte, value):
-    payload = encode_gop(_record(20), version=version)
-    at = 3  # PARAMS data (171 bytes in version 3, 151 in 4) starts after its id byte and a two-byte length varint
+    payload = _versioned(version)
+    at = 3  # PARAMS data (171 bytes in version 3, 151 in 4, 152 in 5) starts after its id byte and a two-byte length varint
     with pytest.raises(BitstreamError, match=rf"{name} = .* at byte {at + byte} is not finite or outside \[-65536, 65536\]"):
         decode_gop(_patch_params(payload, dtype, offset, value), SIZES, version=version)
 
@@ -201,14 +250,14 @@ def test_params_floats_must_be_finite_and_bounded(version, dtype, offset, name, 
 @pytest.mark.parametrize("version,dtype,offset,name,byte", _FLOATS)
 @pytest.mark.parametrize("value", [65536.0, -65536.0, 0.0, 1e-45])
 def test_params_floats_at_the_bounds_are_accepted(version, dtype, offset, name, byte, value):
-    record = decode_gop(_patch_params(encode_gop(_record(20), version=version), dtype, offset, value), SIZES, version=version)
+    record = decode_gop(_patch_params(_versioned(version), dtype, offset, value), SIZES, version=version)
     assert np.isfinite(record.cholesky_gamma).all() and np.isfinite(record.tensor_scales).all()
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_float16_tensor_scales_must_be_finite(value):
-    """Version 4's float16 scales: any finite float16 is within the bound (the largest is 65504)."""
-    offset = 131 + 2 * 9
+    """Float16 scales (version 4 on): any finite float16 is within the bound (the largest is 65504)."""
+    offset = 132 + 2 * 9
     with pytest.raises(BitstreamError, match=rf"network tensor scale 9 = .* at byte {3 + offset} is not finite"):
         decode_gop(_patch_params(encode_gop(_record(20)), "<f2", offset, value), SIZES)
     for value in (65504.0, -65504.0, 0.0, 6e-8):
@@ -217,23 +266,28 @@ def test_float16_tensor_scales_must_be_finite(value):
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_codebooks_must_be_finite(value):
-    payload = _patch_params(encode_gop(_record(20)), "<f2", 35 + 2 * 40, value)
-    with pytest.raises(BitstreamError, match=rf"codebook value 40 = .* at byte {3 + 35 + 80} is not finite$"):
+    payload = _patch_params(encode_gop(_record(20)), "<f2", 36 + 2 * 40, value)
+    with pytest.raises(BitstreamError, match=rf"codebook value 40 = .* at byte {3 + 36 + 80} is not finite$"):
         decode_gop(payload, SIZES)
     # The largest float16 is a valid codebook entry.
-    decode_gop(_patch_params(encode_gop(_record(20)), "<f2", 35, 65504.0), SIZES)
+    decode_gop(_patch_params(encode_gop(_record(20)), "<f2", 36, 65504.0), SIZES)
 
 
 @pytest.mark.parametrize("axis", [0, 1])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_non_finite_positions_are_rejected(axis, value):
-    record = _record(20)
-    record.means[7, axis] = value
+    """Float16 positions (versions 2 to 4): NaN and infinity are rejected."""
+    record = _record(20, grid=0)
+    record.positions[7, axis] = position_keys(np.array([[value, value]], np.float16))[0, axis]
     with pytest.raises(BitstreamError, match=r"Gaussian \d+ \(stream order\) has a non-finite position"):
-        decode_gop(encode_gop(record), SIZES)
+        decode_gop(encode_gop(record, version=4), SIZES, version=4)
 
 
 def test_extreme_finite_positions_are_accepted():
+    record = _record(20, grid=0)
+    record.positions[:3] = position_keys(np.array([[65504, -65504], [-65504, 6e-8], [-0.0, 65504]], np.float16))
+    _assert_same(decode_gop(encode_gop(record, version=4), SIZES, version=4), record.sorted())
+    # Grid keys: every key is a finite position.
     record = _record(20)
-    record.means[:3] = np.array([[65504, -65504], [-65504, 6e-8], [-0.0, 65504]], np.float16)
+    record.positions[:3] = [[0, 65535], [65535, 0], [0, 0]]
     _assert_same(decode_gop(encode_gop(record), SIZES), record.sorted())

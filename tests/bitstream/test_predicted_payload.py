@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
-from stgvcodec.bitstream import BitstreamError, pack_streams, unpack_streams
+from stgvcodec.bitstream import FORMAT_VERSION, BitstreamError, pack_streams, unpack_streams
 from stgvcodec.bitstream.gop import (
     MAX_RESIDUAL,
     RESIDUAL_ATTRIBUTES,
@@ -22,24 +23,32 @@ from stgvcodec.bitstream.gop import (
     decode_gop,
     encode_gop,
     gaussian_count,
+    position_keys,
     stream_sizes,
 )
 from stgvcodec.decode import Canonical, canonical_gaussians
 from stgvcodec.quant.colours import dequantize_colours
-from stgvcodec.quant.quantizers import dequantize_cholesky
+from stgvcodec.quant.quantizers import PositionGrid, dequantize_cholesky, dequantize_positions
 
 SIZES = [12, 6] + [4] * 8  # two table tensors, eight MLP tensors
 
 
-def _record(new: int, reference: int, seed: int = 0) -> GopRecord:
+FRAME = (64, 48)
+"""(width, height) that grid positions are relative to."""
+
+
+def _record(new: int, reference: int, seed: int = 0, version: int = FORMAT_VERSION) -> GopRecord:
     """A predicted record against `reference` Gaussians: a third dropped, a third copied, a third
-    updated by small residuals; `new` new Gaussians."""
+    updated by small residuals; `new` new Gaussians, their positions on a grid of 4 steps per
+    pixel (float16 before version 5)."""
     rng = np.random.default_rng(seed)
     keep = np.array([Keep.DROPPED, Keep.COPIED, Keep.UPDATED] * reference, np.int32)[:reference]
     rng.shuffle(keep)
     updated = int((keep == Keep.UPDATED).sum())
     return GopRecord(
-        means=rng.uniform(-1, 1, (new, 2)).astype(np.float16),
+        positions=PositionGrid(4, *FRAME).keys(torch.from_numpy(rng.uniform(-1, 1, (new, 2)))).numpy()
+        if version >= 5
+        else position_keys(rng.uniform(-1, 1, (new, 2)).astype(np.float16)),
         cholesky_symbols=rng.integers(0, 256, (new, 3)).astype(np.int32),
         cholesky_gamma=np.full(3, 0.05, np.float32),
         cholesky_beta=np.array([0.5, -1.0, 0.5], np.float32),
@@ -52,6 +61,7 @@ def _record(new: int, reference: int, seed: int = 0) -> GopRecord:
             np.array([1 / 64, 1 / 32, 0.125, 0.125, 0.125, 1 / 128, 1 / 128, 1 / 128], np.float32),
             rng.integers(-3, 4, (updated, 8)).astype(np.int32),
         ),
+        position_grid=4 if version >= 5 else 0,
     )
 
 
@@ -91,7 +101,7 @@ def test_a_predicted_record_round_trips():
     np.testing.assert_array_equal(parsed.prediction.keep, record.prediction.keep)
     np.testing.assert_array_equal(parsed.prediction.steps, record.prediction.steps)
     np.testing.assert_array_equal(parsed.prediction.residuals, record.prediction.residuals)
-    np.testing.assert_array_equal(parsed.means.view(np.uint16), expected.means.view(np.uint16))
+    np.testing.assert_array_equal(parsed.positions, expected.positions)
     np.testing.assert_array_equal(parsed.cholesky_symbols, expected.cholesky_symbols)
 
 
@@ -108,7 +118,7 @@ def test_kept_gaussians_are_the_reference_plus_float32_steps_in_reference_order(
     record = _record(new=5, reference=40, seed=3)
     reference = _reference(40)
     parsed = decode_gop(encode_gop(record), SIZES, reference=40)
-    means, cholesky, colours = canonical_gaussians(parsed, reference).gaussians
+    means, cholesky, colours = canonical_gaussians(parsed, reference, size=FRAME).gaussians
     keep = record.prediction.keep
     kept = np.flatnonzero(keep != Keep.DROPPED)
     assert len(means) == len(kept) + 5
@@ -121,8 +131,8 @@ def test_kept_gaussians_are_the_reference_plus_float32_steps_in_reference_order(
             want = (want + step).astype(np.float32)  # and one more
         got = np.concatenate((means[row], cholesky[row], colours[row]))
         np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
-    new = canonical_gaussians(decode_gop(encode_gop(record), SIZES, reference=40), reference).means[len(kept) :]
-    np.testing.assert_array_equal(new, record.sorted().means.astype(np.float32))
+    new = canonical_gaussians(decode_gop(encode_gop(record), SIZES, reference=40), reference, size=FRAME).means[len(kept) :]
+    np.testing.assert_array_equal(new, dequantize_positions(record.sorted().positions, 4, *FRAME))
 
 
 def test_a_key_gop_and_a_predicted_gop_are_not_interchangeable():
@@ -135,7 +145,7 @@ def test_a_key_gop_and_a_predicted_gop_are_not_interchangeable():
     with pytest.raises(BitstreamError, match="refers to 12 Gaussians, the previous GoP decodes to 13"):
         decode_gop(predicted, SIZES, reference=13)
     with pytest.raises(BitstreamError, match="needs the previous GoP"):
-        canonical_gaussians(decode_gop(predicted, SIZES, reference=12))
+        canonical_gaussians(decode_gop(predicted, SIZES, reference=12), size=FRAME)
 
 
 def _patch_prediction(payload: bytes, head: bytes) -> bytes:
@@ -155,7 +165,7 @@ def test_residual_steps_must_be_positive_finite_and_bounded(version, step):
     steps = [0.25] * 8
     steps[5] = step
     head = struct.pack(PREDICTION_LAYOUTS[version], 9, *steps)
-    payload = _patch_prediction(encode_gop(_record(new=2, reference=9), version=version), head)
+    payload = _patch_prediction(encode_gop(_record(new=2, reference=9, version=version), version=version), head)
     byte = payload.index(head) + 4 + 5 * struct.calcsize(PREDICTION_LAYOUTS[version][-1])
     with pytest.raises(BitstreamError, match=rf"residual step r = .* at byte {byte} is not in \(0, 65536\]$"):
         decode_gop(payload, SIZES, reference=9, version=version)
@@ -163,7 +173,7 @@ def test_residual_steps_must_be_positive_finite_and_bounded(version, step):
 
 @pytest.mark.parametrize("version, size", [(3, 36), (4, 20)])
 def test_a_prediction_stream_of_the_wrong_length_is_rejected(version, size):
-    payload = encode_gop(_record(new=2, reference=9), version=version)
+    payload = encode_gop(_record(new=2, reference=9, version=version), version=version)
     head = struct.pack(PREDICTION_LAYOUTS[version], 9, *[0.25] * 8)
     assert len(head) == size
     with pytest.raises(BitstreamError, match=f"prediction stream at byte .* holds {size - 1} bytes, expected {size}"):
@@ -174,10 +184,10 @@ def test_a_prediction_stream_of_the_wrong_length_is_rejected(version, size):
 
 
 def test_steps_a_version_cannot_hold_exactly_are_refused_by_the_writer():
-    record = _record(new=2, reference=9)
+    record = _record(new=2, reference=9, version=4)
     record.prediction.steps[0] = 0.1  # not a float16
     with pytest.raises(ValueError, match="not exact in the version-4 PREDICTION stream"):
-        encode_gop(record)
+        encode_gop(record, version=4)
     assert decode_gop(encode_gop(record, version=3), SIZES, reference=9, version=3).prediction.steps[0] == np.float32(0.1)
 
 
@@ -189,7 +199,7 @@ def test_an_inheriting_record_round_trips_without_its_quantizers():
     payload = encode_gop(record)
     own = encode_gop(replace(record, inherits=False))
     params = unpack_streams(payload)[0][1]
-    assert bytes(params[4:7]) == b"\x00\x00\x00" and len(params) == 11 + 2 * len(SIZES)  # M = B = 0, then the scales
+    assert bytes(params[4:7]) == b"\x00\x00\x00" and len(params) == 12 + 2 * len(SIZES)  # M = B = 0, then the scales
     assert len(unpack_streams(own)[0][1]) - len(params) == 24 + 2 * 8 * 6  # gamma, beta and the codebooks
     assert gaussian_count(payload) == 6
     parsed = decode_gop(payload, SIZES, reference=20, quantizers=_quantizers())
@@ -206,7 +216,8 @@ def test_inherited_quantizers_dequantize_the_new_gaussians():
     codebooks, in the same float32 arithmetic as a key GoP's (section 8.2)."""
     record = _inheriting(new=5, reference=12, seed=4)
     reference = _reference(12)
-    canonical = canonical_gaussians(decode_gop(encode_gop(record), SIZES, reference=12, quantizers=reference.quantizers), reference)
+    parsed = decode_gop(encode_gop(record), SIZES, reference=12, quantizers=reference.quantizers)
+    canonical = canonical_gaussians(parsed, reference, size=FRAME)
     sorted_ = record.sorted()
     gamma, beta, codebooks = reference.quantizers
     np.testing.assert_array_equal(canonical.cholesky[-5:], dequantize_cholesky(sorted_.cholesky_symbols, gamma, beta))
@@ -270,7 +281,7 @@ def test_values_out_of_range_are_rejected():
     record.prediction.steps[3] = 32768.0
     parsed = decode_gop(encode_gop(record), SIZES, reference=6)
     with pytest.raises(BitstreamError, match="updated Gaussian 4 of the reference: l2 becomes 5.497558e\\+11"):
-        canonical_gaussians(parsed, _reference(6))
+        canonical_gaussians(parsed, _reference(6), size=FRAME)
 
 
 def test_the_spec_table_of_predicted_streams_is_the_code():
@@ -283,12 +294,13 @@ def test_the_spec_table_of_predicted_streams_is_the_code():
     table = {cells[0].strip(): cells[2].strip() for cells in rows}
     words = " ".join(section.split())
     assert table["32"].startswith("PREDICTION: raw bytes, u32 N_ref, then step[8]")
-    assert table["32"].endswith("f16 in version 4, f32 in version 3")
-    assert struct.calcsize(PREDICTION_LAYOUTS[4]) == 20 and "PREDICTION must be exactly 20 bytes in version 4" in words
+    assert table["32"].endswith("f16 from version 4, f32 in version 3")
+    assert struct.calcsize(PREDICTION_LAYOUTS[4]) == 20 and "PREDICTION must be exactly 20 bytes from version 4 on" in words
     assert struct.calcsize(PREDICTION_LAYOUTS[3]) == 36 and "exactly 36 bytes in version 3" in words
-    assert "in version 4, with M = B = 0 and no gamma, beta or codebooks" in table["1"]
+    assert "from version 4, with M = B = 0 and no gamma, beta or codebooks" in table["1"]
     params = len(unpack_streams(encode_gop(_inheriting(new=2, reference=9)))[0][1])
-    assert params == 11 + 2 * len(SIZES) and "11 + 2 K bytes" in " ".join(text.split())
+    spec = " ".join(text.split())
+    assert params == 12 + 2 * len(SIZES) and "h + 2 K bytes" in spec and "h = 12 bytes in version 5, 11 before" in spec
     assert table["33"].startswith("KEEP: coded symbols, N_ref values in [0, 2]")
     assert (Stream.PREDICTION, Stream.KEEP, Stream.RESIDUAL) == (32, 33, 34)
     assert f"34 .. {33 + len(RESIDUAL_ATTRIBUTES)}" in table

@@ -22,7 +22,11 @@ from stgvcodec.quant.quantizers import dequantize_cholesky
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = json.loads((HERE / tool.MANIFEST).read_text())
-OLDER_VERSIONS = {2: HERE / "v2" / "hash_p8.json", 3: HERE / "v3" / "hash_p8_predicted.json"}
+OLDER_VERSIONS = {
+    2: HERE / "v2" / "hash_p8.json",
+    3: HERE / "v3" / "hash_p8_predicted.json",
+    4: HERE / "v4" / "hash_p8_predicted.json",
+}
 """Files of earlier versions, each kept when the vectors moved to the next version, with their
 frames' digests (each .json says more)."""
 VECTORS = {vector["name"]: vector for vector in MANIFEST["vectors"]}
@@ -119,9 +123,10 @@ def test_a_predicted_gops_gaussian_dumps_are_the_kept_reference_gaussians_then_t
                 kept = np.concatenate([_dump(previous, kind) for kind in GAUSSIAN_DUMPS], axis=-1)  # [N_ref, 8]
                 updated = prediction.keep == Keep.UPDATED
                 kept[updated] += prediction.residuals.astype(np.float32) * prediction.steps
+                grid = record.position_grid * np.array([reader.header.width, reader.header.height], np.float32)
                 new = np.concatenate(
                     [
-                        record.means.astype(np.float32),
+                        (2 * (record.positions - 32768)).astype(np.float32) / grid,  # section 8.2
                         dequantize_cholesky(record.cholesky_symbols, record.cholesky_gamma, record.cholesky_beta),
                         dequantize_colours(record.colour_indices, record.codebooks),
                     ],
@@ -179,8 +184,9 @@ def test_the_tool_rewrites_the_stored_manifest_from_the_stored_streams(tmp_path)
 
 @pytest.mark.parametrize("version", OLDER_VERSIONS)
 def test_a_file_of_an_earlier_version_still_decodes_to_its_frames(tmp_path, version):
-    """The decoder reads version 2 (no flags in the GoP index, every GoP a key GoP) and version 3
-    (predicted GoPs with float32 residual steps, never inheriting quantizers): each kept file decodes,
+    """The decoder reads version 2 (no flags in the GoP index, every GoP a key GoP), version 3
+    (predicted GoPs with float32 residual steps, never inheriting quantizers) and version 4 (float16
+    positions, inherited quantizers): each kept file decodes,
     as `stgv decode` does, to exactly the frames its manifest entry recorded."""
     stored = json.loads(OLDER_VERSIONS[version].read_text())
     path = OLDER_VERSIONS[version].parent / stored["file"]

@@ -16,6 +16,7 @@ from stgvcodec.bitstream.gop import GopRecord, decode_gop, encode_gop, network_l
 from stgvcodec.bitstream.model_config import pack_model_config
 from stgvcodec.config import ModelConfig
 from stgvcodec.decode import decode, gop_model, render_gop, tensor_sizes
+from stgvcodec.quant.quantizers import POSITION_GRID, PositionGrid
 
 CPU = torch.device("cpu")
 CONFIGS = {
@@ -32,7 +33,7 @@ def _record(config: ModelConfig, count: int, seed: int = 0, scale: float = 1 / 1
     levels = network_levels(bits)
     sizes = tensor_sizes(config)
     return GopRecord(
-        means=rng.uniform(-1, 1, (count, 2)).astype(np.float16),
+        positions=PositionGrid(POSITION_GRID, WIDTH, HEIGHT).keys(torch.from_numpy(rng.uniform(-1, 1, (count, 2)))).numpy(),
         cholesky_symbols=rng.integers(0, 256, (count, 3)).astype(np.int32),
         cholesky_gamma=np.full(3, 0.02, np.float32),
         cholesky_beta=np.array([1.0, -2.0, 1.0], np.float32),
@@ -41,6 +42,7 @@ def _record(config: ModelConfig, count: int, seed: int = 0, scale: float = 1 / 1
         tensor_symbols=[rng.integers(-levels, levels + 1, n).astype(np.int32) for n in sizes],
         tensor_scales=[np.float32(scale)] * len(sizes),
         network_bits=bits,
+        position_grid=POSITION_GRID,
     )
 
 
@@ -56,7 +58,7 @@ def _frames(path) -> np.ndarray:
 
 def _render(record: GopRecord, config: ModelConfig, frames: int = 3) -> np.ndarray:
     parsed = decode_gop(encode_gop(record), tensor_sizes(config))
-    return render_gop(gop_model(parsed, config, CPU), frames, HEIGHT, WIDTH)
+    return render_gop(gop_model(parsed, config, CPU, size=(WIDTH, HEIGHT)), frames, HEIGHT, WIDTH)
 
 
 @pytest.mark.parametrize("encoding", list(CONFIGS))
@@ -80,7 +82,7 @@ def test_a_file_with_an_empty_gop_decodes(tmp_path):
 @pytest.mark.parametrize(
     "spoil,message",
     [
-        (lambda r: r.means.__setitem__((4, 1), np.nan), r"Gaussian \d+ \(stream order\) has a non-finite position"),
+        (lambda r: r.codebooks.__setitem__((0, 5, 1), np.nan), "codebook value 16 = nan"),
         (lambda r: r.tensor_scales.__setitem__(2, np.float32(np.inf)), "network tensor scale 2 = inf"),
         (lambda r: r.cholesky_beta.__setitem__(0, np.float32(1e30)), "Cholesky offset beta 0 = 1e\\+30"),
     ],
@@ -103,7 +105,7 @@ def test_largest_valid_network_throws_every_gaussian_off_the_frame(encoding):
     record = _record(config, 30, scale=65504.0)  # the largest float16
     record.tensor_symbols = [np.full_like(t, 127) for t in record.tensor_symbols]
     parsed = decode_gop(encode_gop(record), tensor_sizes(config))
-    model = gop_model(parsed, config, CPU)
+    model = gop_model(parsed, config, CPU, size=(WIDTH, HEIGHT))
     with torch.no_grad():
         means, _, colors = model.deformed(torch.tensor([0.0, 1.0]))
     assert torch.isfinite(means).all() and torch.isfinite(colors).all() and (means > 1e20).all()

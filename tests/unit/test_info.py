@@ -28,7 +28,7 @@ def _payload(count: int, prediction: Prediction | None = None) -> bytes:
     rng = np.random.default_rng(count)
     return encode_gop(
         GopRecord(
-            means=rng.uniform(-1, 1, (count, 2)).astype(np.float16),
+            positions=rng.integers(32768 - 40, 32768 + 40, (count, 2)),
             cholesky_symbols=rng.integers(0, 256, (count, 3)).astype(np.int32),
             cholesky_gamma=np.full(3, 0.02, np.float32),
             cholesky_beta=np.ones(3, np.float32),
@@ -38,6 +38,7 @@ def _payload(count: int, prediction: Prediction | None = None) -> bytes:
             tensor_scales=[np.float32(1 / 128)] * len(tensor_sizes(CONFIG)),
             network_bits=4,
             prediction=prediction,
+            position_grid=4,
         )
     )
 
@@ -56,7 +57,7 @@ def mixed(tmp_path):
 
 def test_report_gives_the_version_and_each_gops_kind(mixed, tmp_path):
     report = describe(mixed)
-    assert report["version"] == 4 and report["key_gops"] == 2
+    assert report["version"] == 5 and report["key_gops"] == 2
     assert [(gop["gop"], gop["kind"], gop["gaussians"]) for gop in report["gops"]] == [
         (0, "key", 5),
         (1, "predicted", 6),  # 4 kept and 2 new
@@ -77,7 +78,7 @@ def test_text_shows_the_version_and_a_kind_column(mixed):
     text = CliRunner().invoke(main, ["info", str(mixed)]).output
     assert text == format_text(describe(mixed)) + "\n"
     lines = text.splitlines()
-    assert lines[0].startswith(f"{mixed}: .stgv version 4, ")
+    assert lines[0].startswith(f"{mixed}: .stgv version 5, ")
     assert "(3 GoPs, 2 key)" in lines[1]
     gop_lines = lines[lines.index("  GoPs:") + 1 :]
     assert [line.split()[:3] for line in gop_lines] == [

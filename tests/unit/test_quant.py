@@ -7,10 +7,10 @@ import torch
 from stgvcodec.quant.colours import ColourRVQ, dequantize_colours
 from stgvcodec.quant.quantizers import (
     CholeskyQuantizer,
+    PositionGrid,
     dequantize_cholesky,
     dequantize_tensor,
     fake_quantize_tensor,
-    fp16_ste,
     quantize_tensor,
 )
 
@@ -72,12 +72,17 @@ def test_tensor_precision_outside_the_format_is_refused(bits):
         quantize_tensor(torch.ones(3), bits)
 
 
-def test_fp16_straight_through():
-    x = torch.tensor([0.1, -0.3333333], requires_grad=True)
-    y = fp16_ste(x)
-    assert torch.equal(y, x.half().float())
+def test_position_grid_straight_through():
+    """Positions move to the nearest of S steps per pixel (a quarter pixel at S = 4), gradients pass
+    unchanged, and keys stay 16-bit far off the frame."""
+    grid = PositionGrid(4, 10, 8)  # 20 and 16 steps per NDC unit
+    x = torch.tensor([[0.1, -0.3333333], [0.026, 0.0], [-1e4, 1e4]], requires_grad=True)
+    y = grid(x)
+    np.testing.assert_array_equal(grid.keys(x).numpy(), [[32770, 32763], [32769, 32768], [0, 65535]])
+    assert torch.equal(y[:2].detach(), torch.tensor([[0.1, -5 / 16], [0.05, 0.0]]))
+    assert (y[:2] - x[:2]).abs().max() <= 0.5 / 20
     y.sum().backward()
-    assert torch.equal(x.grad, torch.ones(2))
+    assert torch.equal(x.grad, torch.ones(3, 2))
 
 
 def test_colour_rvq_export_reproduces_its_quantization():
