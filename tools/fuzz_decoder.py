@@ -752,8 +752,8 @@ def _mutate_params(params: bytes, rng: random.Random, version: int) -> bytes:
         scales = [len(out) - 4 * j for j in range(1, 9) if len(out) - 4 * j >= head + 24]
         slots = list(range(head, min(head + 24, len(out) - 3), 4)) + scales
         struct.pack_into("<f", out, rng.choice(slots), rng.choice(_FLOATS32))
-    elif len(out) >= head + 28:  # a codebook float16
-        at = head + 24 + 2 * rng.randrange((len(out) - head - 26) // 2)
+    elif len(out) >= head + 28:  # a float16 after gamma and beta: a codebook value (or, in version 5,
+        at = head + 24 + 2 * rng.randrange((len(out) - head - 26) // 2)  # the codebook step), or a scale
         struct.pack_into("<e", out, at, rng.choice(_FLOATS16))
     return bytes(out)
 

@@ -55,7 +55,7 @@ from stgvcodec.entropy.varint import read_uvarint
 from stgvcodec.io import VideoWriter, read_frames
 from stgvcodec.metrics import to_uint8
 from stgvcodec.model.encoding import HashGrid
-from stgvcodec.quant.colours import FixedRVQ
+from stgvcodec.quant.colours import CODEBOOK_STEP, FixedRVQ, quantize_codebooks
 from stgvcodec.quant.qat import QuantConfig
 from stgvcodec.quant.quantizers import POSITION_GRID, CholeskyQuantizer, PositionGrid
 from stgvcodec.render import clamp_image
@@ -270,11 +270,12 @@ def _empty_payload(config: ModelConfig, vector: Vector) -> bytes:
         cholesky_gamma=np.array([0.02, 0.01, 0.02], np.float32),
         cholesky_beta=np.array([0.5, -0.3, 0.5], np.float32),
         colour_indices=np.zeros((0, vector.rvq_stages), np.int32),
-        codebooks=rng.uniform(-0.2, 1.0, (vector.rvq_stages, vector.codebook_size, 3)).astype(np.float16),
+        codebooks=quantize_codebooks(rng.uniform(-0.2, 1.0, (vector.rvq_stages, vector.codebook_size, 3)), CODEBOOK_STEP),
         tensor_symbols=tensors,
         tensor_scales=[np.float32((k + 1) / 128) for k in range(len(tensors))],
         network_bits=vector.network_bits,
         position_grid=POSITION_GRID,
+        codebook_step=CODEBOOK_STEP,
     )
     return encode_gop(record)
 
@@ -336,10 +337,11 @@ NEW_GAUSSIANS = 3
 
 def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector, own: bool) -> GopRecord:
     """A predicted GoP's record with reference Gaussians 0, DROP_EVERY, 2 DROP_EVERY, ... dropped
-    (their residual rows removed if they were updated) and the first NEW_GAUSSIANS of them coded again
+    (their residual rows removed if they were updated; when no kept Gaussian is copied, the first
+    updated one becomes copied, its residuals removed) and the first NEW_GAUSSIANS of them coded again
     as new Gaussians: positions on the record's grid, and
     - `own`: as a key GoP codes its own: Cholesky symbols on a step and offset that span their
-      factors, colours as entries of the first codebook (the other stages' entry 0, zero);
+      factors, colours as entries of the first codebook, rounded to its step (the other stages' entry 0, zero);
     - otherwise on the reference's quantizers (inherited): Cholesky symbols rounded on its step and
       offset, colours the nearest codebook entry stage by stage.
     The network and the other kept Gaussians are the encoder's.
@@ -353,6 +355,10 @@ def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector, own: 
     updated = np.flatnonzero(keep == Keep.UPDATED)
     residuals = record.prediction.residuals[~np.isin(updated, dropped)]
     keep[dropped] = Keep.DROPPED
+    if not (keep == Keep.COPIED).any():  # one copied Gaussian at least: the first updated one, its residuals removed
+        first = np.flatnonzero(keep == Keep.UPDATED)[0]
+        keep[first] = Keep.COPIED
+        residuals = residuals[1:]
     new = dropped[:NEW_GAUSSIANS]
     means, cholesky, colours = (np.asarray(values, np.float32)[new] for values in reference.gaussians)
     positions = PositionGrid(record.position_grid, vector.width, vector.height).keys(torch.from_numpy(means)).numpy()
@@ -366,8 +372,8 @@ def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector, own: 
         )  # fmt: skip
     low = cholesky.min(0)
     gamma = np.maximum((cholesky.max(0) - low) / 255, 1e-3).astype(np.float32)
-    codebooks = np.zeros((vector.rvq_stages, vector.codebook_size, 3), np.float16)
-    codebooks[0, : len(new)] = colours
+    codebooks = np.zeros((vector.rvq_stages, vector.codebook_size, 3), np.float32)
+    codebooks[0, : len(new)] = quantize_codebooks(colours, CODEBOOK_STEP)
     indices = np.zeros((len(new), vector.rvq_stages), np.int32)
     indices[:, 0] = np.arange(len(new))
     return GopRecord(
@@ -382,6 +388,7 @@ def _drop_and_add(record: GopRecord, reference: Canonical, vector: Vector, own: 
         network_bits=record.network_bits,
         prediction=Prediction(keep, record.prediction.steps, residuals),
         position_grid=record.position_grid,
+        codebook_step=CODEBOOK_STEP,
     )
 
 

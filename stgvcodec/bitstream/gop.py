@@ -43,7 +43,12 @@ INHERITS_FROM = 4
 PARAMS), and whose PREDICTION steps and network tensor scales are float16."""
 GRID_FROM = 5
 """First version whose positions are keys on a grid of S steps per pixel (PARAMS's S) rather than
-float16 keys."""
+float16 keys, and whose codebooks are coded symbols on a float16 step (the CODEBOOKS stream) rather
+than float16 values in PARAMS."""
+CODEBOOK_LEVELS = 32767
+"""Largest magnitude of a codebook symbol (version 5)."""
+MAX_CODEBOOK_STEP = 1.0
+"""Largest codebook step (version 5): every codebook value stays within +-32767."""
 MAX_POSITION_GRID = 64
 """Largest S."""
 MAX_STAGES = 8
@@ -67,7 +72,8 @@ def network_levels(bits: int) -> int:
 
 
 class Stream(IntEnum):
-    """Stream ids of a GoP payload. Colour stage k has id COLOUR + k. HASH holds the symbols of
+    """Stream ids of a GoP payload. CODEBOOKS (version 5 on, absent when the GoP inherits its
+    quantizers) holds the codebook symbols; colour stage k has id COLOUR + k. HASH holds the symbols of
     the encoding's tensors (hash tables, or feature planes) one after another, MLP those of the
     MLP_TENSORS tensors of the MLP. A predicted GoP has PREDICTION, KEEP and the 8 RESIDUAL + a
     streams after PARAMS (expected_ids gives the order)."""
@@ -79,6 +85,7 @@ class Stream(IntEnum):
     CHOLESKY_L1 = 5
     CHOLESKY_L2 = 6
     CHOLESKY_L3 = 7
+    CODEBOOKS = 8
     COLOUR = 16
     PREDICTION = 32
     KEEP = 33
@@ -132,7 +139,7 @@ class Quantizers(NamedTuple):
     cholesky_beta: np.ndarray
     """[3] float32 per-channel offset."""
     codebooks: np.ndarray
-    """[M, B, 3] float16 residual-VQ codebooks."""
+    """[M, B, 3] residual-VQ codebooks (float16 values up to version 4, float32 from version 5)."""
 
 
 @dataclass
@@ -163,7 +170,8 @@ class GopRecord:
     colour_indices: np.ndarray
     """[N, M] int32 indices into the M codebooks."""
     codebooks: np.ndarray
-    """[M, B, 3] float16 residual-VQ codebooks."""
+    """[M, B, 3] residual-VQ codebooks: float16 values up to version 4; from version 5 float32
+    multiples q * codebook_step, |q| <= CODEBOOK_LEVELS."""
     tensor_symbols: list[np.ndarray]
     """Per network tensor (DeformationField.named_parameters() order), int32 in [-m, m] with
     m = 2^(P-1) - 1, row-major."""
@@ -181,6 +189,9 @@ class GopRecord:
     position_grid: int = 0
     """S, the position grid's steps per pixel (1..MAX_POSITION_GRID, version 5 on); 0: the keys
     are float16 keys (versions 2 to 4)."""
+    codebook_step: float = 0.0
+    """c, the float16 step the codebooks are multiples of (0 < c <= MAX_CODEBOOK_STEP, version 5
+    on); 0: float16 codebooks (versions 2 to 4)."""
 
     @property
     def quantizers(self) -> Quantizers:
@@ -235,12 +246,14 @@ def encode_gop(record: GopRecord, version: int = FORMAT_VERSION) -> bytes:
     grid = (record.position_grid,) if version >= GRID_FROM else ()
     layout = _head_layout(version)
     sizes = (len(record.tensor_symbols), record.network_bits, *grid, first_x)
+    coded_books = version >= GRID_FROM and not record.inherits
+    books = _codebook_symbols(record.codebooks, record.codebook_step) if coded_books else None
     head = layout.pack(count, 0, 0, *sizes) if record.inherits else b"".join(
         (
             layout.pack(count, stages, book, *sizes),
             record.cholesky_gamma.astype("<f4").tobytes(),
             record.cholesky_beta.astype("<f4").tobytes(),
-            record.codebooks.astype("<f2").tobytes(),
+            np.float16(record.codebook_step).tobytes() if coded_books else _float16_codebooks(record.codebooks),
         )
     )
     scales = np.asarray(record.tensor_scales, np.float32)
@@ -256,11 +269,41 @@ def encode_gop(record: GopRecord, version: int = FORMAT_VERSION) -> bytes:
         (Stream.POSITION_Y_LOW, encode_symbols(keys[:, 1] & 0xFF)),
     ]
     streams += [(Stream.CHOLESKY_L1 + k, encode_symbols(record.cholesky_symbols[:, k])) for k in range(3)]
+    streams += [(Stream.CODEBOOKS, encode_symbols(books.ravel()))] if coded_books else []
     streams += [(Stream.COLOUR + k, encode_symbols(record.colour_indices[:, k])) for k in range(stages)]
     split = len(record.tensor_symbols) - MLP_TENSORS
     for stream_id, tensors in ((Stream.HASH, record.tensor_symbols[:split]), (Stream.MLP, record.tensor_symbols[split:])):
         streams.append((stream_id, encode_symbols(np.concatenate([np.ravel(t) for t in tensors] + [np.zeros(0, np.int32)]))))
     return pack_streams([(int(k), v) for k, v in streams])
+
+
+def _codebook_symbols(codebooks: np.ndarray, step: float) -> np.ndarray:
+    """The symbols q of version-5 codebooks (codebooks == float32(q) * step exactly).
+
+    Raises:
+        ValueError: for a step that is not a float16 in (0, MAX_CODEBOOK_STEP], or codebooks that
+            are not such multiples of it.
+    """
+    step32 = np.float32(step)
+    if not (0 < step32 <= MAX_CODEBOOK_STEP and np.float32(np.float16(step32)) == step32):
+        raise ValueError(f"codebook step {step!r}: version 5 needs a float16 in (0, {MAX_CODEBOOK_STEP:g}]")
+    values = np.asarray(codebooks, np.float32)
+    symbols = np.round(values / step32).astype(np.int64)
+    if np.abs(symbols).max(initial=0) > CODEBOOK_LEVELS or not np.array_equal(symbols.astype(np.float32) * step32, values):
+        raise ValueError(f"codebooks are not multiples q * {float(step32):g} with |q| <= {CODEBOOK_LEVELS}")
+    return symbols
+
+
+def _float16_codebooks(codebooks: np.ndarray) -> bytes:
+    """Codebooks as PARAMS holds them up to version 4.
+
+    Raises:
+        ValueError: for values that float16 does not hold exactly.
+    """
+    stored = np.asarray(codebooks).astype("<f2")
+    if not np.array_equal(stored.astype(np.float32), np.asarray(codebooks, np.float32), equal_nan=True):
+        raise ValueError("codebooks are not float16 values, as versions 2 to 4 store them")
+    return stored.tobytes()
 
 
 def _prediction_streams(prediction: Prediction, version: int) -> list[tuple[int, bytes]]:
@@ -323,13 +366,14 @@ def decode_gop(
     count, stages, book, tensors, bits, grid, first_x = _params_head(params, inherits, version)
     at = starts[0]  # where PARAMS's data start
     head = _head_layout(version).size
+    coded_books = version >= GRID_FROM and not inherits
     if inherits:
         gamma, beta, codebooks = quantizers
         stages, book = codebooks.shape[:2]
         scales_at = head
     else:
-        books_at = head + 24
-        scales_at = books_at + stages * book * 6
+        books_at = head + 24  # the codebook step from version 5, the codebooks before
+        scales_at = books_at + (2 if coded_books else stages * book * 6)
     scale_dtype = _scale_dtype(version)
     need = scales_at + int(scale_dtype[-1]) * tensors
     if len(params) != need:
@@ -337,7 +381,12 @@ def decode_gop(
     if not inherits:
         gamma = _floats(params, "<f4", 3, head, "Cholesky step gamma", at, MAX_PARAM)
         beta = _floats(params, "<f4", 3, head + 12, "Cholesky offset beta", at, MAX_PARAM)
-        codebooks = _floats(params, "<f2", stages * book * 3, books_at, "codebook value", at, None).reshape(stages, book, 3)
+        if coded_books:
+            step = _floats(params, "<f2", 1, books_at, "codebook step", at, None)[0]
+            if not 0 < step <= MAX_CODEBOOK_STEP:
+                raise BitstreamError(f"GoP payload: codebook step {float(step):.7g} at byte {at + books_at} is not in (0, {MAX_CODEBOOK_STEP:g}]")
+        else:
+            codebooks = _floats(params, "<f2", stages * book * 3, books_at, "codebook value", at, None).reshape(stages, book, 3)
     scales = [np.float32(v) for v in _floats(params, scale_dtype, tensors, scales_at, "network tensor scale", at, MAX_PARAM)]
 
     data = iter(zip(streams[1:], starts[1:]))
@@ -381,6 +430,9 @@ def decode_gop(
             value = keys_to_means(positions[n]).tolist()
             raise BitstreamError(f"GoP payload: Gaussian {n} (stream order) has a non-finite position {value}")
     cholesky = np.stack([symbols(count, 0, 255, f"Cholesky channel {k}") for k in range(3)], axis=-1)
+    if coded_books:  # section 8.2: float32(q) * float32(c)
+        books = symbols(stages * book * 3, -CODEBOOK_LEVELS, CODEBOOK_LEVELS, "codebooks")
+        codebooks = (books.astype(np.float32) * np.float32(step)).reshape(stages, book, 3)
     colours = np.stack([symbols(count, 0, book - 1, f"colour stage {k}") for k in range(stages)], axis=-1)
     levels = network_levels(bits)
     network = []
@@ -401,6 +453,7 @@ def decode_gop(
         prediction,
         inherits,
         grid,
+        float(step) if coded_books else 0.0,
     )
 
 
@@ -442,6 +495,8 @@ def stream_kind(stream_id: int) -> str:
         return "hash"
     if stream_id >= Stream.COLOUR:
         return "colour"
+    if stream_id == Stream.CODEBOOKS:
+        return "side"
     if stream_id >= Stream.CHOLESKY_L1:
         return "shape"
     return "positions" if stream_id >= Stream.POSITION_X else "side"
@@ -516,6 +571,7 @@ def _expected_ids(
     """The stream ids a payload must hold; `inherited_stages`: the reference's M for a payload that
     inherits its quantizers."""
     _, stages, _, tensors, *_ = _params_head(streams[0][1], inherited_stages is not None, version)
+    coded_books = version >= GRID_FROM and inherited_stages is None
     stages = inherited_stages if inherited_stages is not None else stages
     if tensors != len(tensor_sizes) or tensors < MLP_TENSORS:
         raise BitstreamError(f"GoP payload: {tensors} network tensors, the model configuration has {len(tensor_sizes)}")
@@ -524,6 +580,7 @@ def _expected_ids(
         [Stream.PARAMS] + (prediction if predicted else [])
         + [Stream.POSITION_X, Stream.POSITION_Y_HIGH, Stream.POSITION_Y_LOW]
         + [Stream.CHOLESKY_L1, Stream.CHOLESKY_L2, Stream.CHOLESKY_L3]
+        + ([Stream.CODEBOOKS] if coded_books else [])
         + [Stream.COLOUR + k for k in range(stages)]
         + [Stream.HASH, Stream.MLP]
     )

@@ -162,7 +162,10 @@ class RateModel:
     @staticmethod
     def fixed_bits(rung: Rung) -> float:
         """Network symbols, then PARAMS (head, Cholesky quantizer, codebooks, tensor scales) and
-        stream framing (section 8 of bitstream_spec.md)."""
+        stream framing (section 8 of bitstream_spec.md), as version 4 spelled them: 6 bytes per
+        codebook entry and 4 per scale, where version 5 spends about 3 and 2. The ladder's choices
+        were measured with this estimate, so it stays: with version 5's sizes, Bunny at --bpp 0.02
+        would move to a larger rung, untried. The encoder replaces it by what GoPs cost."""
         sizes = tensor_sizes(rung.model)
         side_bytes = 35 + 6 * rung.rvq_stages * rung.codebook_size + 4 * len(sizes) + 3 * (8 + rung.rvq_stages)
         return sum(sizes) * RateModel.bits_per_weight(rung.network_bits) + 8 * side_bytes

@@ -28,7 +28,7 @@ from ..bitstream.gop import GopRecord, Keep, Prediction, Quantizers
 from ..model import GopModel, frame_times
 from ..render import Backend, rasterize
 from ..train.anchor import Anchor
-from .colours import ColourRVQ, FixedRVQ
+from .colours import CODEBOOK_STEP, ColourRVQ, FixedRVQ
 from .prediction import fake_quantize_residual, residual_symbols, split_attributes
 from .quantizers import (
     CHOLESKY_BITS,
@@ -65,6 +65,8 @@ class QuantConfig:
     """Learning rate of encodings and MLP during fine-tuning (the end of the deformation schedule)."""
     lr_quantizer: float = 1e-3
     """Learning rate of the Cholesky quantizer's scale and offset."""
+    codebook_step: float = CODEBOOK_STEP
+    """Step c of the stored colour codebook values (a float16 in (0, 1])."""
     position_grid: int = POSITION_GRID
     """S, steps per pixel of the grid the new Gaussians' positions are quantized to (1..64; fewer
     where the frame is too large for 16-bit keys, PositionGrid.fitting)."""
@@ -111,8 +113,10 @@ class QuantizedGop(torch.nn.Module):
             self.colours = FixedRVQ(codebooks) if self.new else None
         else:
             self.cholesky = CholeskyQuantizer(new if self.new else torch.zeros(1, 3, device=new.device), config.cholesky_bits)
-            self.colours = ColourRVQ(config.rvq_stages, min(config.codebook_size, max(self.new, 1))) if self.new else None
+            books = min(config.codebook_size, max(self.new, 1))
+            self.colours = ColourRVQ(config.rvq_stages, books, step=config.codebook_step) if self.new else None
         self.network_bits = config.network_bits
+        self.codebook_step = config.codebook_step
         if predicted is not None:
             device = model.gaussians.means.device
             self.register_buffer("steps", torch.from_numpy(predicted.steps).to(device))
@@ -146,7 +150,7 @@ class QuantizedGop(torch.nn.Module):
             codebooks = self.inherited.codebooks
             indices = np.zeros((0, codebooks.shape[0]), np.int32)
         else:  # no new Gaussians: one stage of one colour, which nothing indexes
-            indices, codebooks = np.zeros((0, 1), np.int32), np.zeros((1, 1, 3), np.float16)
+            indices, codebooks = np.zeros((0, 1), np.int32), np.zeros((1, 1, 3), np.float32)
         tensors = [quantize_tensor(p, self.network_bits) for _, p in self.model.deformation.named_parameters()]
         return GopRecord(
             positions=self.grid.keys(g.means[k:]).cpu().numpy(),
@@ -161,6 +165,7 @@ class QuantizedGop(torch.nn.Module):
             prediction=self._prediction() if self.predicted is not None else None,
             inherits=self.inherited is not None,
             position_grid=self.grid.grid,
+            codebook_step=self.codebook_step,
         )
 
     def _prediction(self) -> Prediction:

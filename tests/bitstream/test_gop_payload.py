@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,14 +14,14 @@ import torch
 from stgvcodec.bitstream.gop import GopRecord, decode_gop, encode_gop, keys_to_means, position_keys, stream_sizes
 from stgvcodec.bitstream.model_config import pack_model_config, unpack_model_config
 from stgvcodec.config import ModelConfig
-from stgvcodec.entropy import decode_symbols
+from stgvcodec.entropy import decode_symbols, encode_symbols
 from stgvcodec.quant.quantizers import GRID_ORIGIN, PositionGrid, dequantize_positions
 
 SIZES = [40, 30, 24, 4, 16, 4, 8, 2, 12, 3]  # two hash tables, then the 8 MLP tensors
 
 
 def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8, bits: int = 8, grid: int = 4) -> GopRecord:
-    """A record of random symbols; grid 0: float16 position keys (versions 2 to 4)."""
+    """A record of random symbols; grid 0: float16 position keys and codebooks (versions 2 to 4)."""
     rng = np.random.default_rng(seed)
     levels = (1 << (bits - 1)) - 1
     if grid:  # keys of positions on a grid of `grid` steps per pixel, a little beyond a 64-pixel frame
@@ -33,11 +34,14 @@ def _record(count: int, seed: int = 0, stages: int = 2, book: int = 8, bits: int
         cholesky_gamma=rng.uniform(0.01, 0.1, 3).astype(np.float32),
         cholesky_beta=rng.uniform(-1, 1, 3).astype(np.float32),
         colour_indices=rng.integers(0, book, (count, stages)).astype(np.int32),
-        codebooks=rng.normal(0, 0.3, (stages, book, 3)).astype(np.float16),
+        codebooks=rng.integers(-80, 300, (stages, book, 3)).astype(np.float32) / 256
+        if grid
+        else rng.normal(0, 0.3, (stages, book, 3)).astype(np.float16),
         tensor_symbols=[rng.integers(-levels, levels + 1, n).astype(np.int32) for n in SIZES],
         tensor_scales=[np.float32(np.float16(s)) for s in rng.uniform(1e-4, 1e-2, len(SIZES))],  # float16 from version 4
         network_bits=bits,
         position_grid=grid,
+        codebook_step=1 / 256 if grid else 0.0,
     )
 
 
@@ -98,14 +102,17 @@ def test_position_keys_preserve_order_and_invert():
 def test_params_stream_follows_the_spec_layout():
     record = _record(3, stages=2, book=8).sorted()
     streams = unpack_streams(encode_gop(record))
-    assert [i for i, _ in streams] == [1, 2, 3, 4, 5, 6, 7, 16, 17, 64, 65]
+    assert [i for i, _ in streams] == [1, 2, 3, 4, 5, 6, 7, 8, 16, 17, 64, 65]
     params = bytes(streams[0][1])
     count, stages, book, tensors, bits, grid, first_x = struct.unpack_from("<IBHBBBH", params)
     assert (count, stages, book, tensors, bits, grid, first_x) == (3, 2, 8, 10, 8, 4, record.positions[0, 0])
-    assert len(params) == 12 + 24 + 6 * 2 * 8 + 2 * 10
+    assert len(params) == 12 + 24 + 2 + 2 * 10
     np.testing.assert_array_equal(np.frombuffer(params, "<f4", 3, 12), record.cholesky_gamma)
-    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 48, 36).reshape(2, 8, 3), record.codebooks)
-    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 10, 36 + 96), record.tensor_scales)
+    assert np.frombuffer(params, "<f2", 1, 36)[0] == np.float16(1 / 256)  # the codebook step
+    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 10, 38), record.tensor_scales)
+    # CODEBOOKS: M x B x 3 symbols q, the values q * step.
+    books, _ = decode_symbols(streams[7][1], 0, max_count=48)
+    np.testing.assert_array_equal(books.astype(np.float32) / 256, record.codebooks.ravel())
     # The x keys: the first in PARAMS, then N - 1 differences; y keys as high and low bytes.
     np.testing.assert_array_equal(decode_symbols(streams[1][1], 0, max_count=2)[0], np.diff(record.positions[:, 0]))
     np.testing.assert_array_equal(decode_symbols(streams[2][1], 0, max_count=3)[0], record.positions[:, 1] >> 8)
@@ -115,6 +122,7 @@ def test_params_stream_follows_the_spec_layout():
     params = bytes(unpack_streams(encode_gop(float16, version=4))[0][1])
     assert struct.unpack_from("<IBHBBH", params) == (3, 2, 8, 10, 8, float16.positions[0, 0])
     assert len(params) == 11 + 24 + 6 * 2 * 8 + 2 * 10
+    np.testing.assert_array_equal(np.frombuffer(params, "<f2", 48, 35).reshape(2, 8, 3), float16.codebooks)
     np.testing.assert_array_equal(np.frombuffer(params, "<f2", 10, 35 + 96), float16.tensor_scales)
     params = bytes(unpack_streams(encode_gop(float16, version=3))[0][1])
     assert len(params) == 11 + 24 + 6 * 2 * 8 + 4 * 10
@@ -176,7 +184,7 @@ def test_malformed_payloads_are_rejected(edit, message):
         decode_gop(_repack(payload, edit), SIZES)
 
 
-@pytest.mark.parametrize("stream", [2, 5, 16, 64, 65])
+@pytest.mark.parametrize("stream", [2, 5, 8, 16, 64, 65])
 def test_bytes_after_a_coded_stream_inside_its_record_are_rejected(stream):
     """A coded stream delimits itself; anything after it in its record is an error, not padding."""
     payload = encode_gop(_record(20))
@@ -189,7 +197,7 @@ def test_a_first_x_key_without_gaussians_is_rejected():
     payload = encode_gop(_record(0))
     decode_gop(payload, SIZES)  # the encoder writes 0
     edited = _repack(payload, lambda s: [(1, s[0][1][:10] + b"\x01\x00" + s[0][1][12:])] + s[1:])
-    with pytest.raises(BitstreamError, match=r"first x key 1 with no Gaussians \(must be 0\), at byte 13"):
+    with pytest.raises(BitstreamError, match=r"first x key 1 with no Gaussians \(must be 0\), at byte 12"):
         decode_gop(edited, SIZES)
 
 
@@ -223,9 +231,9 @@ def _patch_params(payload: bytes, dtype: str, offset: int, value: float) -> byte
     return _repack(payload, edit)
 
 
-# PARAMS offsets of _record(20, stages=2, book=8) with 10 tensors: gamma at 12, beta at 24,
-# codebooks at 36 (2 * 8 * 3 float16), tensor scales at 132 (float16) in version 5; one byte less
-# before (no S), the scales float32 in version 3.
+# PARAMS offsets of _record(20, stages=2, book=8) with 10 tensors: gamma at 12, beta at 24, the
+# codebook step at 36 and tensor scales at 38 (float16) in version 5; before, one byte less (no S)
+# up to beta, then codebooks at 35 (2 * 8 * 3 float16) and the scales at 131, float32 in version 3.
 _FLOATS = [
     (5, "<f4", 12 + 4, "Cholesky step gamma 1", 16),
     (5, "<f4", 24, "Cholesky offset beta 0", 24),
@@ -238,11 +246,17 @@ def _versioned(version: int) -> bytes:
     return encode_gop(_record(20, grid=4 if version >= 5 else 0), version=version)
 
 
+def _params_at(version: int) -> int:
+    """Where PARAMS's data start in the payload: after its id byte and its length varint (58 bytes
+    in version 5, one varint byte; 151 in version 4 and 171 in 3, two)."""
+    return 2 if version >= 5 else 3
+
+
 @pytest.mark.parametrize("version,dtype,offset,name,byte", _FLOATS)
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e30, -65536.01])
 def test_params_floats_must_be_finite_and_bounded(version, dtype, offset, name, byte, value):
     payload = _versioned(version)
-    at = 3  # PARAMS data (171 bytes in version 3, 151 in 4, 152 in 5) starts after its id byte and a two-byte length varint
+    at = _params_at(version)
     with pytest.raises(BitstreamError, match=rf"{name} = .* at byte {at + byte} is not finite or outside \[-65536, 65536\]"):
         decode_gop(_patch_params(payload, dtype, offset, value), SIZES, version=version)
 
@@ -257,20 +271,47 @@ def test_params_floats_at_the_bounds_are_accepted(version, dtype, offset, name, 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_float16_tensor_scales_must_be_finite(value):
     """Float16 scales (version 4 on): any finite float16 is within the bound (the largest is 65504)."""
-    offset = 132 + 2 * 9
-    with pytest.raises(BitstreamError, match=rf"network tensor scale 9 = .* at byte {3 + offset} is not finite"):
+    offset = 38 + 2 * 9
+    with pytest.raises(BitstreamError, match=rf"network tensor scale 9 = .* at byte {2 + offset} is not finite"):
         decode_gop(_patch_params(encode_gop(_record(20)), "<f2", offset, value), SIZES)
     for value in (65504.0, -65504.0, 0.0, 6e-8):
         decode_gop(_patch_params(encode_gop(_record(20)), "<f2", offset, value), SIZES)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
-def test_codebooks_must_be_finite(value):
-    payload = _patch_params(encode_gop(_record(20)), "<f2", 36 + 2 * 40, value)
-    with pytest.raises(BitstreamError, match=rf"codebook value 40 = .* at byte {3 + 36 + 80} is not finite$"):
-        decode_gop(payload, SIZES)
+def test_float16_codebooks_must_be_finite(value):
+    """Versions 2 to 4 hold the codebooks as float16 values in PARAMS."""
+    payload = _patch_params(_versioned(4), "<f2", 35 + 2 * 40, value)
+    with pytest.raises(BitstreamError, match=rf"codebook value 40 = .* at byte {3 + 35 + 80} is not finite$"):
+        decode_gop(payload, SIZES, version=4)
     # The largest float16 is a valid codebook entry.
-    decode_gop(_patch_params(encode_gop(_record(20)), "<f2", 36, 65504.0), SIZES)
+    decode_gop(_patch_params(_versioned(4), "<f2", 35, 65504.0), SIZES, version=4)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, 0.0, -0.0, -0.25, 1.0009765625, 65504.0])
+def test_the_codebook_step_must_be_positive_finite_and_at_most_one(value):
+    """Version 5: codebook values are float32(q) * c with |q| <= 32767 and 0 < c <= 1."""
+    with pytest.raises(BitstreamError, match=r"codebook step .* at byte 38 is not"):
+        decode_gop(_patch_params(encode_gop(_record(20)), "<f2", 36, value), SIZES)
+    for value in (1.0, 6e-8):
+        decode_gop(_patch_params(encode_gop(_record(20)), "<f2", 36, value), SIZES)
+
+
+def test_codebook_symbols_are_range_checked_and_the_writer_refuses_inexact_values():
+    record = _record(20)
+    record.codebooks[0, 0, 0] = 32768 / 256  # a symbol beyond 32767
+    with pytest.raises(ValueError, match=r"multiples q \* 0.00390625 with \|q\| <= 32767"):
+        encode_gop(record)
+    big = np.full(48, 32768, np.int64)  # a CODEBOOKS stream of symbols out of range, written by hand
+    edited = _repack(encode_gop(_record(20)), lambda s: [(i, encode_symbols(big) if i == 8 else v) for i, v in s])
+    with pytest.raises(BitstreamError, match=r"codebooks stream \(id 8\) at byte \d+: symbols outside \[-32767, 32767\]"):
+        decode_gop(edited, SIZES)
+    record = _record(20)
+    record.codebooks[1, 2, 0] += 1e-4  # not a multiple of the step
+    with pytest.raises(ValueError, match="codebooks are not multiples"):
+        encode_gop(record)
+    with pytest.raises(ValueError, match="codebook step 0.1"):
+        encode_gop(replace(_record(20), codebook_step=0.1))  # not a float16
 
 
 @pytest.mark.parametrize("axis", [0, 1])

@@ -53,7 +53,9 @@ def _record(new: int, reference: int, seed: int = 0, version: int = FORMAT_VERSI
         cholesky_gamma=np.full(3, 0.05, np.float32),
         cholesky_beta=np.array([0.5, -1.0, 0.5], np.float32),
         colour_indices=rng.integers(0, 4, (new, 1)).astype(np.int32),
-        codebooks=rng.uniform(0, 1, (1, 4, 3)).astype(np.float16),
+        codebooks=rng.integers(0, 256, (1, 4, 3)).astype(np.float32) / 256
+        if version >= 5
+        else rng.uniform(0, 1, (1, 4, 3)).astype(np.float16),
         tensor_symbols=[rng.integers(-127, 128, n).astype(np.int32) for n in SIZES],
         tensor_scales=[np.float32(1 / 128)] * len(SIZES),
         prediction=Prediction(
@@ -62,15 +64,16 @@ def _record(new: int, reference: int, seed: int = 0, version: int = FORMAT_VERSI
             rng.integers(-3, 4, (updated, 8)).astype(np.int32),
         ),
         position_grid=4 if version >= 5 else 0,
+        codebook_step=1 / 256 if version >= 5 else 0.0,
     )
 
 
 def _quantizers(seed: int = 2) -> Quantizers:
-    """A reference's quantizers: two RVQ stages of 8 colours."""
+    """A reference's quantizers: two RVQ stages of 8 colours, multiples of 1/256."""
     rng = np.random.default_rng(seed)
     return Quantizers(
         np.array([0.03, 0.02, 0.04], np.float32), np.array([0.2, -0.5, 0.3], np.float32),
-        rng.uniform(-0.2, 0.8, (2, 8, 3)).astype(np.float16),
+        rng.integers(-51, 205, (2, 8, 3)).astype(np.float32) / 256,
     )
 
 
@@ -109,7 +112,7 @@ def test_streams_come_in_the_spec_order_and_count_as_prediction():
     payload = encode_gop(_record(new=3, reference=12))
     ids = [stream_id for stream_id, _ in unpack_streams(payload)]
     residuals = [Stream.RESIDUAL + k for k in range(len(RESIDUAL_ATTRIBUTES))]
-    assert ids == [1, 32, 33, *residuals, 2, 3, 4, 5, 6, 7, 16, 64, 65]
+    assert ids == [1, 32, 33, *residuals, 2, 3, 4, 5, 6, 7, 8, 16, 64, 65]
     sizes = stream_sizes(payload)
     assert sizes["prediction"] > 0 and sum(sizes.values()) == len(payload)
 
@@ -200,7 +203,8 @@ def test_an_inheriting_record_round_trips_without_its_quantizers():
     own = encode_gop(replace(record, inherits=False))
     params = unpack_streams(payload)[0][1]
     assert bytes(params[4:7]) == b"\x00\x00\x00" and len(params) == 12 + 2 * len(SIZES)  # M = B = 0, then the scales
-    assert len(unpack_streams(own)[0][1]) - len(params) == 24 + 2 * 8 * 6  # gamma, beta and the codebooks
+    assert len(unpack_streams(own)[0][1]) - len(params) == 24 + 2  # gamma, beta and the codebook step
+    assert Stream.CODEBOOKS in dict(unpack_streams(own)) and Stream.CODEBOOKS not in dict(unpack_streams(payload))
     assert gaussian_count(payload) == 6
     parsed = decode_gop(payload, SIZES, reference=20, quantizers=_quantizers())
     assert parsed.inherits and not decode_gop(own, SIZES, reference=20, quantizers=_quantizers()).inherits

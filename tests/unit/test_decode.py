@@ -38,11 +38,12 @@ def _record(config: ModelConfig, count: int, seed: int = 0, scale: float = 1 / 1
         cholesky_gamma=np.full(3, 0.02, np.float32),
         cholesky_beta=np.array([1.0, -2.0, 1.0], np.float32),
         colour_indices=rng.integers(0, 8, (count, 1)).astype(np.int32),
-        codebooks=rng.uniform(0, 0.5, (1, 8, 3)).astype(np.float16),
+        codebooks=rng.integers(0, 128, (1, 8, 3)).astype(np.float32) / 256,
         tensor_symbols=[rng.integers(-levels, levels + 1, n).astype(np.int32) for n in sizes],
         tensor_scales=[np.float32(scale)] * len(sizes),
         network_bits=bits,
         position_grid=POSITION_GRID,
+        codebook_step=1 / 256,
     )
 
 
@@ -82,7 +83,7 @@ def test_a_file_with_an_empty_gop_decodes(tmp_path):
 @pytest.mark.parametrize(
     "spoil,message",
     [
-        (lambda r: r.codebooks.__setitem__((0, 5, 1), np.nan), "codebook value 16 = nan"),
+        (lambda r: r.cholesky_gamma.__setitem__(1, np.float32(np.nan)), "Cholesky step gamma 1 = nan"),
         (lambda r: r.tensor_scales.__setitem__(2, np.float32(np.inf)), "network tensor scale 2 = inf"),
         (lambda r: r.cholesky_beta.__setitem__(0, np.float32(1e30)), "Cholesky offset beta 0 = 1e\\+30"),
     ],

@@ -33,12 +33,13 @@ def _payload(count: int, prediction: Prediction | None = None) -> bytes:
             cholesky_gamma=np.full(3, 0.02, np.float32),
             cholesky_beta=np.ones(3, np.float32),
             colour_indices=rng.integers(0, 4, (count, 1)).astype(np.int32),
-            codebooks=rng.uniform(0, 1, (1, 4, 3)).astype(np.float16),
+            codebooks=rng.integers(0, 256, (1, 4, 3)).astype(np.float32) / 256,
             tensor_symbols=[rng.integers(-7, 8, n).astype(np.int32) for n in tensor_sizes(CONFIG)],
             tensor_scales=[np.float32(1 / 128)] * len(tensor_sizes(CONFIG)),
             network_bits=4,
             prediction=prediction,
             position_grid=4,
+            codebook_step=1 / 256,
         )
     )
 
