@@ -50,14 +50,16 @@ GRID_ORIGIN = 32768
 """The key of the frame's centre (NDC 0)."""
 
 
-class PositionGrid:
+class PositionGrid(nn.Module):
     """Positions on a grid of S steps per pixel (bitstream_spec.md, section 8.1): the key of an NDC
     value x on an axis of W pixels is 32768 + round(x * S * W / 2), clamped to 0..65535, and a key
-    stands for float32(2 (key - 32768)) / float32(S * W), one IEEE float32 division."""
+    stands for float32(2 (key - 32768)) / float32(S * W), one IEEE float32 division. A module, so
+    that its steps move with the model it quantizes (`.to(device)`)."""
 
     def __init__(self, grid: int, width: int, height: int):
+        super().__init__()
         self.grid = grid
-        self.units = torch.tensor([grid * width, grid * height], dtype=torch.float32)  # steps across the frame
+        self.register_buffer("units", torch.tensor([grid * width, grid * height], dtype=torch.float32))  # steps across the frame
 
     @staticmethod
     def fitting(grid: int, width: int, height: int) -> int:
@@ -68,14 +70,13 @@ class PositionGrid:
     def keys(self, means: Tensor) -> Tensor:
         """[N, 2] NDC -> int64 keys (no gradient)."""
         with torch.no_grad():
-            half = self.units.to(means.device) / 2
-            return torch.clamp(torch.round(means * half), -GRID_ORIGIN, GRID_ORIGIN - 1).long() + GRID_ORIGIN
+            return torch.clamp(torch.round(means * (self.units / 2)), -GRID_ORIGIN, GRID_ORIGIN - 1).long() + GRID_ORIGIN
 
     def values(self, keys: Tensor) -> Tensor:
         """int keys -> float32 NDC, as the decoder computes them."""
-        return (2 * (keys - GRID_ORIGIN)).float() / self.units.to(keys.device)
+        return (2 * (keys - GRID_ORIGIN)).float() / self.units
 
-    def __call__(self, means: Tensor) -> Tensor:
+    def forward(self, means: Tensor) -> Tensor:
         """The positions moved onto the grid; gradients pass straight through."""
         return means + (self.values(self.keys(means)) - means).detach()
 
