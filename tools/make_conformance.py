@@ -37,7 +37,7 @@ import numpy as np
 import stgvcodec  # noqa: F401  (before torch: it sets how OpenMP threads wait)
 import torch
 
-from stgvcodec.bitstream import Chunk, StgvReader, unpack_streams, write_stgv
+from stgvcodec.bitstream import Chunk, StgvReader, pack_streams, unpack_streams, write_stgv
 from stgvcodec.bitstream.gop import (
     RESIDUAL_ATTRIBUTES,
     GopRecord,
@@ -50,7 +50,7 @@ from stgvcodec.bitstream.gop import (
 from stgvcodec.bitstream.model_config import unpack_model_config
 from stgvcodec.config import FitConfig, ModelConfig
 from stgvcodec.decode import Canonical, gop_batches, gop_model, read_gop, tensor_sizes
-from stgvcodec.entropy import SymbolCoding
+from stgvcodec.entropy import SymbolCoding, decode_symbols, encode_symbols
 from stgvcodec.entropy.varint import read_uvarint
 from stgvcodec.io import VideoWriter, read_frames
 from stgvcodec.metrics import to_uint8
@@ -97,6 +97,9 @@ class Vector:
     own_quantizers: tuple[int, ...] = ()
     """GoPs of drop_gops whose new Gaussians are coded on a Cholesky quantizer and codebooks of their
     own; in the others they are coded on the reference's (inherited, as the encoder does)."""
+    histogram_gops: tuple[int, ...] = ()
+    """GoPs whose coded streams are spelled without the ADAPTIVE coding (RAW or ANS, the shorter, as
+    version 5 would): the encoder's choice is nearly always ADAPTIVE, and ANS streams must stay covered."""
 
 
 FIT = FitConfig(init_steps=12, deform_steps=24, lr_network=2e-2, lr_network_final=1e-2, anchor_strength=0.3)
@@ -110,10 +113,11 @@ VECTORS_LIST: list[Vector] = [
     Vector(
         name="hash_p8",
         covers="the paper's hash grid geometry (N_min 16, b 1.5: scales that are exact integers at levels 1-4; "
-        "dense and hashed 2D levels, hashed 3D levels) at P = 8, two RVQ stages",
+        "dense and hashed 2D levels, hashed 3D levels) at P = 8, two RVQ stages; streams spelled RAW or ANS (an "
+        "ANS hash table), without ADAPTIVE",
         width=16, height=12, frames=4, gop_size=4,
         model=ModelConfig(levels=5, log2_table_size=8, width=16),
-        gaussians=40, network_bits=8, rvq_stages=2, codebook_size=16, seed=1,
+        gaussians=40, network_bits=8, rvq_stages=2, codebook_size=16, seed=1, histogram_gops=(0,),
     ),
     Vector(
         name="hash_p4_odd",
@@ -127,10 +131,10 @@ VECTORS_LIST: list[Vector] = [
     Vector(
         name="plane_p8_odd",
         covers="the plane encoding (xy, xt, yt planes) at P = 8, odd width and height; 300 Gaussians, enough for "
-        "ANS to beat RAW on position and Cholesky streams",
+        "ANS to beat RAW on position and Cholesky streams (its streams are spelled RAW or ANS, without ADAPTIVE)",
         width=33, height=17, frames=3, gop_size=3,
         model=ModelConfig(encoding="plane", plane_resolution=8, plane_time_resolution=4, plane_features=2, width=16),
-        gaussians=300, network_bits=8, rvq_stages=2, codebook_size=16, seed=3,
+        gaussians=300, network_bits=8, rvq_stages=2, codebook_size=16, seed=3, histogram_gops=(0,),
     ),
     Vector(
         name="positional_p8_merged",
@@ -202,6 +206,11 @@ COVERAGE = {
     "a RAW stream of width > 0": lambda v: _any_stream(v, lambda s: s["mode"] == "RAW" and (s["width"] or 0) > 0),
     "an ANS stream of Gaussian symbols": lambda v: _any_stream(v, lambda s: s["mode"] == "ANS" and s["id"] < 64),
     "an ANS stream of network symbols": lambda v: _any_stream(v, lambda s: s["mode"] == "ANS" and s["id"] >= 64),
+    "an ADAPTIVE stream of Gaussian symbols": lambda v: _any_stream(v, lambda s: s["mode"] == "ADAPTIVE" and s["id"] < 64),
+    "an ADAPTIVE stream of network symbols": lambda v: _any_stream(v, lambda s: s["mode"] == "ADAPTIVE" and s["id"] >= 64),
+    "an ADAPTIVE RESIDUAL stream": lambda v: _any_stream(
+        v, lambda s: s["mode"] == "ADAPTIVE" and Stream.RESIDUAL <= s["id"] < Stream.HASH
+    ),
     "hash grids with dense and hashed levels in 2D and 3D": lambda v: v["encoding"] == "hash"
     and all(len(set(v["hash_levels_dense"][grid])) == 2 for grid in ("2d", "3d")),
     "a predicted GoP": lambda v: any(g["predicted"] for g in v["gops"]),
@@ -293,7 +302,7 @@ def encode_vector(vector: Vector, folder: Path, work: Path) -> Path:
                         network_bits=vector.network_bits, lr_network=FIT.lr_network_final)  # fmt: skip
     encode(clip, output, gaussians=vector.gaussians, gop_size=vector.gop_size, keyint=vector.keyint, device="cpu",
            seed=vector.seed, quant=quant, model=vector.model, fit=FIT, quiet=True)  # fmt: skip
-    if vector.empty_gops or vector.drop_gops:
+    if vector.empty_gops or vector.drop_gops or vector.histogram_gops:
         _edit_gops(output, vector)
     return output
 
@@ -323,10 +332,24 @@ def _edit_gops(path: Path, vector: Vector) -> None:
                     raise RuntimeError(f"{vector.name}: GoP {k} came out a key GoP (its fit started cold)")
                 own = k in vector.own_quantizers
                 chunks.append(Chunk(encode_gop(_drop_and_add(record, reference, vector, own)), predicted=True))
+            elif k in vector.histogram_gops:
+                chunks.append(Chunk(_without_adaptive(reader.read_chunk(k)), entry.predicted))
             else:
                 chunks.append(Chunk(bytes(reader.read_chunk(k)), entry.predicted))
             reference = canonical
     write_stgv(path, header, chunks)
+
+
+def _without_adaptive(payload: bytes) -> bytes:
+    """The payload with every coded stream spelled again as RAW or ANS (the shorter): the same
+    symbols, so the same GoP."""
+    streams = []
+    for stream_id, view in unpack_streams(payload):
+        if stream_id not in (Stream.PARAMS, Stream.PREDICTION):
+            symbols, _ = decode_symbols(view, 0, max_count=1 << 30)
+            view = encode_symbols(symbols, adaptive=False)
+        streams.append((stream_id, bytes(view)))
+    return pack_streams(streams)
 
 
 DROP_EVERY = 5

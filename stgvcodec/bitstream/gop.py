@@ -45,6 +45,8 @@ GRID_FROM = 5
 """First version whose positions are keys on a grid of S steps per pixel (PARAMS's S) rather than
 float16 keys, and whose codebooks are coded symbols on a float16 step (the CODEBOOKS stream) rather
 than float16 values in PARAMS."""
+ADAPTIVE_FROM = 6
+"""First version whose coded symbol streams may use the ADAPTIVE coding (section 9.7)."""
 CODEBOOK_LEVELS = 32767
 """Largest magnitude of a codebook symbol (version 5)."""
 MAX_CODEBOOK_STEP = 1.0
@@ -222,7 +224,7 @@ def keys_to_means(keys: np.ndarray) -> np.ndarray:
 
 def encode_gop(record: GopRecord, version: int = FORMAT_VERSION) -> bytes:
     """Payload bytes of a GoP record (the Gaussians are written in stream order) for a file of
-    format `version` (3 to 5).
+    format `version` (3 to 6).
 
     Raises:
         ValueError: for a record that inherits quantizers without being predicted, or in version 3;
@@ -260,20 +262,22 @@ def encode_gop(record: GopRecord, version: int = FORMAT_VERSION) -> bytes:
     stored = scales.astype(_scale_dtype(version))
     if not np.array_equal(stored.astype(np.float32), scales):
         raise ValueError(f"network tensor scales {scales.tolist()} are not exact in a version-{version} PARAMS stream")
+    adaptive = version >= ADAPTIVE_FROM
     streams = [(Stream.PARAMS, head + stored.tobytes())]
     if record.prediction is not None:
         streams += _prediction_streams(record.prediction, version)
     streams += [
-        (Stream.POSITION_X, encode_symbols(np.diff(keys[:, 0]))),
-        (Stream.POSITION_Y_HIGH, encode_symbols(keys[:, 1] >> 8)),
-        (Stream.POSITION_Y_LOW, encode_symbols(keys[:, 1] & 0xFF)),
+        (Stream.POSITION_X, encode_symbols(np.diff(keys[:, 0]), adaptive=adaptive)),
+        (Stream.POSITION_Y_HIGH, encode_symbols(keys[:, 1] >> 8, adaptive=adaptive)),
+        (Stream.POSITION_Y_LOW, encode_symbols(keys[:, 1] & 0xFF, adaptive=adaptive)),
     ]
-    streams += [(Stream.CHOLESKY_L1 + k, encode_symbols(record.cholesky_symbols[:, k])) for k in range(3)]
-    streams += [(Stream.CODEBOOKS, encode_symbols(books.ravel()))] if coded_books else []
-    streams += [(Stream.COLOUR + k, encode_symbols(record.colour_indices[:, k])) for k in range(stages)]
+    streams += [(Stream.CHOLESKY_L1 + k, encode_symbols(record.cholesky_symbols[:, k], adaptive=adaptive)) for k in range(3)]
+    streams += [(Stream.CODEBOOKS, encode_symbols(books.ravel(), adaptive=adaptive))] if coded_books else []
+    streams += [(Stream.COLOUR + k, encode_symbols(record.colour_indices[:, k], adaptive=adaptive)) for k in range(stages)]
     split = len(record.tensor_symbols) - MLP_TENSORS
     for stream_id, tensors in ((Stream.HASH, record.tensor_symbols[:split]), (Stream.MLP, record.tensor_symbols[split:])):
-        streams.append((stream_id, encode_symbols(np.concatenate([np.ravel(t) for t in tensors] + [np.zeros(0, np.int32)]))))
+        symbols = np.concatenate([np.ravel(t) for t in tensors] + [np.zeros(0, np.int32)])
+        streams.append((stream_id, encode_symbols(symbols, adaptive=adaptive)))
     return pack_streams([(int(k), v) for k, v in streams])
 
 
@@ -318,8 +322,9 @@ def _prediction_streams(prediction: Prediction, version: int) -> list[tuple[int,
     head = layout.pack(len(prediction.keep), *steps.tolist())
     if not np.array_equal(np.asarray(layout.unpack(head)[1:], np.float32), steps):
         raise ValueError(f"residual steps {steps.tolist()} are not exact in the version-{version} PREDICTION stream")
-    streams = [(Stream.PREDICTION, head), (Stream.KEEP, encode_symbols(np.asarray(prediction.keep)))]
-    return streams + [(Stream.RESIDUAL + k, encode_symbols(residuals[:, k])) for k in range(residuals.shape[1])]
+    adaptive = version >= ADAPTIVE_FROM
+    streams = [(Stream.PREDICTION, head), (Stream.KEEP, encode_symbols(np.asarray(prediction.keep), adaptive=adaptive))]
+    return streams + [(Stream.RESIDUAL + k, encode_symbols(residuals[:, k], adaptive=adaptive)) for k in range(residuals.shape[1])]
 
 
 def decode_gop(
@@ -396,7 +401,7 @@ def decode_gop(
         (stream_id, view), start = next(data)
         where = f"GoP payload: {what} stream (id {stream_id}) at byte {start}"
         try:
-            values, end = decode_symbols(view, 0, max_count=count_)
+            values, end = decode_symbols(view, 0, max_count=count_, adaptive=version >= ADAPTIVE_FROM)
         except BitstreamError as error:
             raise BitstreamError(f"{where}: {_shift_offsets(str(error), start)}") from None
         if values.shape[0] != count_:

@@ -20,9 +20,9 @@ from stgvcodec.gop import split_gops
 
 MAGIC = b"STGV"
 """First four bytes of every .stgv file."""
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 """The version this code writes unless a header asks for another."""
-READ_VERSIONS = (2, 3, 4, 5)
+READ_VERSIONS = (2, 3, 4, 5, 6)
 """The versions this code reads (and can write)."""
 _READ_VERSIONS_TEXT = ", ".join(map(str, READ_VERSIONS[:-1])) + f" and {READ_VERSIONS[-1]}"
 PREDICTED = 0x01
@@ -47,7 +47,7 @@ CHUNK_FRAMING = 8
 _PREFIX = struct.Struct("<4sHI")  # magic, version, body length
 _FIELDS = struct.Struct("<IIIIIHH")  # width, height, fps num, fps den, frame count, GoP size, config length
 _U32 = struct.Struct("<I")
-_ENTRIES = {2: struct.Struct("<IIQI"), **dict.fromkeys((3, 4, 5), struct.Struct("<IIQIB"))}
+_ENTRIES = {2: struct.Struct("<IIQI"), **dict.fromkeys((3, 4, 5, 6), struct.Struct("<IIQIB"))}
 """Index entry by version: first frame, frame count, chunk offset, chunk length (and flags, from 3)."""
 _FLAGS_AT = 20
 """Offset of the flags byte in an index entry of version 3 or later."""

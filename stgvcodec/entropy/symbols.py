@@ -1,11 +1,13 @@
 """Coded symbol streams: int32 arrays <-> self-describing bytes (bitstream_spec.md, "Coded symbol stream").
 
-    symbols --+--> histogram over [min, max] --> Categorical(counts) --> ANS words --+--> smaller
-              +--> (symbol - min) in the fewest bits -------------------------------+    stream
+    symbols --+--> histogram over [min, max] --> Categorical(counts) --> ANS words ----+
+              +--> counts learned symbol by symbol (adaptive.py) --> 16-bit rANS words -+--> shortest
+              +--> (symbol - min) in the fewest bits ---------------------------------+    stream
 
-Both codings are built for every array and the shorter one is kept (raw on a tie, as it is
-faster to decode). The ANS model is built only from the integer counts in the stream, so the
-decoder rebuilds exactly the encoder's model on any machine.
+Every coding is built for every array and the shortest one is kept (raw on a tie, as it is
+fastest to decode, then ANS). Both models are built only from integers the stream holds or has
+decoded, so the decoder rebuilds exactly the encoder's model on any machine. The adaptive coding
+exists from bitstream version 6 on; `adaptive=False` keeps to the codings before it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import constriction
 import numpy as np
 
 from stgvcodec.bitstream.errors import BitstreamError
+from stgvcodec.entropy import adaptive as adaptive_coder
 from stgvcodec.entropy.bits import MAX_FIXED_WIDTH, fixed_width_bytes, pack_fixed, unpack_fixed
 from stgvcodec.entropy.histogram import decode_histogram, encode_histogram
 from stgvcodec.entropy.varint import read_uvarint, unzigzag, write_uvarint, zigzag
@@ -36,6 +39,8 @@ class SymbolCoding(IntEnum):
     """Fixed-width bit packing of symbol - min."""
     ANS = 1
     """Histogram plus constriction ANS words."""
+    ADAPTIVE = 2
+    """Adaptive counts plus 16-bit rANS words (bitstream version 6 on)."""
 
 
 def _as_int32(symbols: np.ndarray) -> np.ndarray:
@@ -75,14 +80,31 @@ def _encode_ans(symbols: np.ndarray, low: int, high: int) -> bytes:
     return head + write_uvarint(len(words)) + words.tobytes()
 
 
-def encode_symbols(symbols: np.ndarray) -> bytes:
+def _encode_adaptive(symbols: np.ndarray, low: int, high: int) -> bytes | None:
+    """The shortest ADAPTIVE stream over the encoder's increments, or None where the stream's
+    alphabet or work would exceed the format's limits."""
+    size = high - low + 1
+    if size > adaptive_coder.MAX_ALPHABET or len(symbols) * size > adaptive_coder.MAX_WORK:
+        return None
+    indices = (symbols.astype(np.int64) - low).astype(np.int32)
+    shift, words = min(
+        ((shift, adaptive_coder.encode_words(indices, size, shift)) for shift in adaptive_coder.ENCODER_SHIFTS),
+        key=lambda pair: len(pair[1]),
+    )
+    head = bytes([SymbolCoding.ADAPTIVE]) + write_uvarint(len(symbols)) + write_uvarint(zigzag(low))
+    head += write_uvarint(size - 2) + bytes([shift]) + write_uvarint(len(words))
+    return head + words.astype("<u2").tobytes()
+
+
+def encode_symbols(symbols: np.ndarray, *, adaptive: bool = True) -> bytes:
     """Codes an integer array as a self-describing stream (mode byte first).
 
     Args:
         symbols: Any integer array with values in int32; it is flattened in C order.
+        adaptive: Whether the ADAPTIVE coding may be chosen (bitstream version 6 on).
 
     Returns:
-        The shorter of the RAW and ANS streams (RAW on a tie).
+        The shortest of the RAW, ANS and ADAPTIVE streams (RAW, then ANS, on a tie).
 
     Raises:
         TypeError: If `symbols` is not an integer array.
@@ -95,8 +117,11 @@ def encode_symbols(symbols: np.ndarray) -> bytes:
     raw = _encode_raw(array, low, high)
     if high == low or high - low + 1 > MAX_ALPHABET:
         return raw
-    ans = _encode_ans(array, low, high)
-    return ans if len(ans) < len(raw) else raw
+    best = raw
+    for coded in (_encode_ans(array, low, high), _encode_adaptive(array, low, high) if adaptive else None):
+        if coded is not None and len(coded) < len(best):
+            best = coded
+    return best
 
 
 def _need(data: memoryview, offset: int, size: int, what: str) -> None:
@@ -158,7 +183,41 @@ def _decode_ans(data: memoryview, offset: int, count: int) -> tuple[np.ndarray, 
     return (indices.astype(np.int64) + low).astype(np.int32), words_at + 4 * word_count
 
 
-def decode_symbols(data: bytes | bytearray | memoryview, offset: int = 0, *, max_count: int) -> tuple[np.ndarray, int]:
+_ADAPTIVE_FAULTS = {
+    1: "ADAPTIVE words run out before the last symbol",
+    2: "ADAPTIVE words do not end in the final state",
+    3: "ADAPTIVE first state below 65536",
+}
+
+
+def _decode_adaptive(data: memoryview, offset: int, count: int) -> tuple[np.ndarray, int]:
+    """Reads the ADAPTIVE body after the count; returns symbols and the end offset."""
+    low, offset = _read_min(data, offset)
+    start = offset
+    size_code, offset = read_uvarint(data, offset, "alphabet size")
+    size = size_code + 2
+    if size > adaptive_coder.MAX_ALPHABET or low + size - 1 > INT32_MAX:
+        raise BitstreamError(f"ADAPTIVE alphabet of {size} symbols from {low} exceeds the limit at byte {start}")
+    if count * size > adaptive_coder.MAX_WORK:
+        raise BitstreamError(f"ADAPTIVE stream of {count} symbols x {size} exceeds the work limit at byte {start}")
+    _need(data, offset, 1, "ADAPTIVE increment")
+    shift = data[offset]
+    if shift > adaptive_coder.MAX_SHIFT:
+        raise BitstreamError(f"ADAPTIVE increment exponent {shift} > {adaptive_coder.MAX_SHIFT} at byte {offset}")
+    word_count, words_at = read_uvarint(data, offset + 1, "ADAPTIVE word count")
+    _need(data, words_at, 2 * word_count, "ADAPTIVE words")
+    words = np.frombuffer(data, dtype="<u2", count=word_count, offset=words_at)
+    indices, status = adaptive_coder.decode_words(words, count, size, shift)
+    if status:
+        raise BitstreamError(f"{_ADAPTIVE_FAULTS[status]} at byte {words_at}")
+    if count < 2 or indices.min() != 0 or indices.max() != size - 1:
+        raise BitstreamError(f"ADAPTIVE symbols do not span the declared alphabet at byte {start}")
+    return (indices.astype(np.int64) + low).astype(np.int32), words_at + 2 * word_count
+
+
+def decode_symbols(
+    data: bytes | bytearray | memoryview, offset: int = 0, *, max_count: int, adaptive: bool = True
+) -> tuple[np.ndarray, int]:
     """Decodes one stream written by encode_symbols().
 
     Args:
@@ -166,6 +225,8 @@ def decode_symbols(data: bytes | bytearray | memoryview, offset: int = 0, *, max
         offset: Byte offset of the stream's mode byte.
         max_count: Most symbols the caller accepts; larger declared counts are rejected
             before anything is allocated.
+        adaptive: Whether the ADAPTIVE coding is valid here (bitstream version 6 on); where it
+            is not, its mode byte is rejected like any unknown one.
 
     Returns:
         [count] int32 symbols and the offset just after the stream.
@@ -177,11 +238,13 @@ def decode_symbols(data: bytes | bytearray | memoryview, offset: int = 0, *, max
     view = memoryview(data).cast("B")
     _need(view, offset, 1, "mode byte")
     mode = view[offset]
-    if mode not in SymbolCoding._value2member_map_:
+    if mode not in SymbolCoding._value2member_map_ or (mode == SymbolCoding.ADAPTIVE and not adaptive):
         raise BitstreamError(f"unknown symbol coding mode {mode} at byte {offset}")
     count, body = read_uvarint(view, offset + 1, "symbol count")
     if count > max_count:
         raise BitstreamError(f"symbol count {count} exceeds the limit {max_count} at byte {offset + 1}")
     if mode == SymbolCoding.RAW:
         return _decode_raw(view, body, count)
+    if mode == SymbolCoding.ADAPTIVE:
+        return _decode_adaptive(view, body, count)
     return _decode_ans(view, body, count)

@@ -99,7 +99,7 @@ def test_round_trip_with_key_and_predicted_gops(tmp_path):
     payloads, chunks = _mixed_chunks()
     path = tmp_path / "mixed.stgv"
     size = write_stgv(path, MIXED, iter(chunks))
-    assert _read_all(path) == (MIXED, payloads) and MIXED.version == 5
+    assert _read_all(path) == (MIXED, payloads) and MIXED.version == 6
     with StgvReader(path) as reader:
         assert "".join("P" if gop.predicted else "K" for gop in reader.gops) == KINDS
         assert reader.sizes().index_bytes == 4 + 21 * len(KINDS) + 4
@@ -296,12 +296,12 @@ def test_wrong_magic(small_file):
         StgvReader(small_file)
 
 
-@pytest.mark.parametrize("version", [6, 1, 0xFFFF])
+@pytest.mark.parametrize("version", [7, 1, 0xFFFF])
 def test_other_versions(small_file, version):
     data = bytearray(small_file.read_bytes())
     data[4:6] = struct.pack("<H", version)
     small_file.write_bytes(bytes(data))
-    with pytest.raises(BitstreamError, match=rf"^unsupported \.stgv version {version} \(this decoder reads 2, 3, 4 and 5\)$"):
+    with pytest.raises(BitstreamError, match=rf"^unsupported \.stgv version {version} \(this decoder reads 2, 3, 4, 5 and 6\)$"):
         StgvReader(small_file)
 
 
@@ -378,7 +378,7 @@ def test_appended_header_fields_are_skipped(tmp_path):
         (_file(entries=[(0, 6, 67, 11)]), "chunk offset 67 at byte 50, expected 66"),
         (_file(entries=[(1, 5, 66, 11)]), "frames 1\\+5, expected 0\\+6"),
         (_file(_header_record((32, 16, 30, 1, 10_000_000, 1))), "1 GoPs, but 10000000 frames"),
-        (_file(_header_record(VALID_FIELDS, version=6)), r"version 6 \(this decoder reads 2, 3, 4 and 5\)"),
+        (_file(_header_record(VALID_FIELDS, version=7)), r"version 7 \(this decoder reads 2, 3, 4, 5 and 6\)"),
         (_file(entries=[(0, 6, 66, 11, 0)], version=3), "chunk offset 66 at byte 50, expected 67"),
         (
             _file(entries=[(0, 6, 67, 11, 0x02)], version=3),
@@ -461,8 +461,8 @@ def test_header_limits_are_checked_on_write():
         FileHeader(16385, 16, 30, 1, 10, 10)
     with pytest.raises(ValueError, match="config"):
         FileHeader(16, 16, 30, 1, 10, 10, bytes(MAX_CONFIG_BYTES + 1))
-    with pytest.raises(ValueError, match="version 6: this code reads and writes 2, 3, 4 and 5"):
-        FileHeader(16, 16, 30, 1, 10, 10, version=6)
+    with pytest.raises(ValueError, match="version 7: this code reads and writes 2, 3, 4, 5 and 6"):
+        FileHeader(16, 16, 30, 1, 10, 10, version=7)
 
 
 # Streams inside a chunk payload.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stgvcodec.bitstream import BitstreamError
-from stgvcodec.entropy import MAX_ALPHABET, SymbolCoding, decode_symbols, encode_symbols
+from stgvcodec.entropy import MAX_ALPHABET, SymbolCoding, adaptive, decode_symbols, encode_symbols
 from stgvcodec.entropy.histogram import encode_histogram
 from stgvcodec.entropy.varint import write_uvarint, zigzag
 
@@ -82,9 +82,47 @@ def test_mode_choice():
     rng = np.random.default_rng(3)
     constant = encode_symbols(np.full(10_000, 42))
     assert constant[0] == SymbolCoding.RAW and len(constant) == 1 + 2 + 1 + 1  # mode, count, min, width 0
-    assert encode_symbols(_laplacian(rng, 48_000, 6))[0] == SymbolCoding.ANS
+    peaked = _laplacian(rng, 48_000, 6)
+    assert encode_symbols(peaked)[0] == SymbolCoding.ADAPTIVE
+    assert encode_symbols(peaked, adaptive=False)[0] == SymbolCoding.ANS
+    peaked[0] = 5000  # an alphabet beyond ADAPTIVE's 4096
+    assert encode_symbols(peaked)[0] == SymbolCoding.ANS
     assert encode_symbols(rng.integers(INT32.min, INT32.max, 1000))[0] == SymbolCoding.RAW
     assert encode_symbols(np.zeros(0, dtype=np.int32)) == bytes([SymbolCoding.RAW, 0])
+    # A few hundred peaked symbols: a histogram costs more than it saves, a learned model does not.
+    small = _laplacian(rng, 300, 6)
+    assert encode_symbols(small)[0] == SymbolCoding.ADAPTIVE
+    assert encode_symbols(small, adaptive=False)[0] in (SymbolCoding.RAW, SymbolCoding.ANS)
+    assert len(encode_symbols(small)) < 0.95 * len(encode_symbols(small, adaptive=False))  # 211 against 224 bytes
+
+
+def test_adaptive_round_trips():
+    rng = np.random.default_rng(11)
+    cases = [
+        np.array([0, 1]),
+        np.array([5, -3, 5, 5]),
+        rng.integers(0, 4096, 300),  # the largest alphabet
+        _laplacian(rng, 2000, 2),
+        np.concatenate([np.zeros(500, np.int64), np.arange(40)]),  # a skewed start, then novelties
+        rng.choice(64, 5000, p=rng.dirichlet(np.full(64, 0.2))),
+    ]
+    for symbols in cases:
+        for shift in range(adaptive.MAX_SHIFT + 1):
+            low = int(symbols.min())
+            size = int(symbols.max()) - low + 1
+            words = adaptive.encode_words(symbols - low, size, shift)
+            decoded, status = adaptive.decode_words(words, len(symbols), size, shift)
+            assert status == 0 and np.array_equal(decoded, symbols - low)
+        data = encode_symbols(symbols)
+        decoded, end = decode_symbols(data, max_count=len(symbols))
+        assert end == len(data) and np.array_equal(decoded, symbols)
+
+
+def test_adaptive_needs_version_6():
+    data = encode_symbols(_laplacian(np.random.default_rng(12), 300, 6))
+    assert data[0] == SymbolCoding.ADAPTIVE
+    with pytest.raises(BitstreamError, match="unknown symbol coding mode 2 at byte 0"):
+        decode_symbols(data, max_count=1000, adaptive=False)
 
 
 def test_compact_histogram_of_a_peaked_distribution():
@@ -179,12 +217,40 @@ def _spec_ans(words, cdf, count):
     return symbols
 
 
+def _spec_adaptive(words, count, size, increment):
+    assert len(words) >= 2
+    state, next_word = (words[0] << 16) | words[1], 2
+    assert state >= 65536
+    occurrences, symbols = [0] * size, []
+    for i in range(count):
+        n = [1 + increment * m for m in occurrences]
+        total = size + increment * i
+        f = [1 + n_s * (65536 - size) // total for n_s in n]
+        f[n.index(max(n))] += 65536 - sum(f)
+        c = [sum(f[:s]) for s in range(size + 1)]
+        q = state % 65536
+        s = bisect.bisect_right(c, q) - 1
+        state = f[s] * (state >> 16) + q - c[s]
+        while state < 65536:
+            state, next_word = (state << 16) | words[next_word], next_word + 1
+        symbols.append(s)
+        occurrences[s] += 1
+    assert next_word == len(words) and state == 65536 and 0 in symbols and size - 1 in symbols
+    return symbols
+
+
 def _spec_decode(data):
     mode, (count, pos) = data[0], _spec_varint(data, 1)
     if count == 0:
         return []
     code, pos = _spec_varint(data, pos)
     low = _spec_signed(code)
+    if mode == 2:
+        size_code, pos = _spec_varint(data, pos)
+        increment = 2 ** data[pos]
+        word_count, pos = _spec_varint(data, pos + 1)
+        words = list(struct.unpack_from(f"<{word_count}H", data, pos))
+        return [low + symbol for symbol in _spec_adaptive(words, count, size_code + 2, increment)]
     if mode == 0:
         width = data[pos]
         bits = _spec_bits(data[pos + 1 : pos + 1 + (count * width + 7) // 8])
@@ -206,13 +272,16 @@ def test_decoder_written_from_the_spec_agrees():
         rng.integers(-3, 4, 1500),
         rng.integers(INT32.min, INT32.max, 50),
         np.full(20, 3),
+        _laplacian(rng, 300, 6),
+        rng.integers(-20, 20, 200) * (rng.random(200) < 0.2),
+        np.concatenate([_laplacian(rng, 3000, 4), [5000]]),
     ]
     modes = set()
     for symbols in cases:
         data = encode_symbols(symbols)
         modes.add(data[0])
         assert _spec_decode(data) == symbols.tolist()
-    assert modes == {SymbolCoding.RAW, SymbolCoding.ANS}
+    assert modes == {SymbolCoding.RAW, SymbolCoding.ANS, SymbolCoding.ADAPTIVE}
 
 
 # Bad input: always BitstreamError, never another exception, never a large allocation.
@@ -222,15 +291,22 @@ def _ans_stream():
     return encode_symbols(_laplacian(np.random.default_rng(6), 400, 3))
 
 
+def _adaptive_stream():
+    data = encode_symbols(_laplacian(np.random.default_rng(13), 300, 6))
+    assert data[0] == SymbolCoding.ADAPTIVE
+    return data
+
+
 def test_truncation_at_every_byte_raises_bitstream_error():
-    for data in (_ans_stream(), encode_symbols(np.arange(50) % 11 * 1000)):
+    for data in (_ans_stream(), encode_symbols(np.arange(50) % 11 * 1000), _adaptive_stream()):
         for end in range(len(data)):
             with pytest.raises(BitstreamError):
                 decode_symbols(data[:end], max_count=10_000)
 
 
-def test_corrupt_bytes_raise_bitstream_error_or_decode():
-    data = _ans_stream()
+@pytest.mark.parametrize("stream", [_ans_stream, _adaptive_stream])
+def test_corrupt_bytes_raise_bitstream_error_or_decode(stream):
+    data = stream()
     rng = np.random.default_rng(7)
     caught = 0
     for _ in range(300):
@@ -245,6 +321,20 @@ def test_corrupt_bytes_raise_bitstream_error_or_decode():
 
 def _header(mode, count, low=0):
     return bytes([mode]) + write_uvarint(count) + write_uvarint(zigzag(low))
+
+
+def _adaptive_body(symbols, size, extra=0):
+    """An ADAPTIVE stream of `symbols` over an alphabet of `size` whose words decode correctly,
+    followed by `extra` zero words."""
+    words = adaptive.encode_words(np.array(symbols), size, 0).tolist() + [0] * extra
+    body = _header(2, len(symbols)) + write_uvarint(size - 2) + bytes([0]) + write_uvarint(len(words))
+    return body + struct.pack(f"<{len(words)}H", *words)
+
+
+def test_adaptive_work_is_bounded():
+    count = adaptive.MAX_WORK // adaptive.MAX_ALPHABET + 1
+    with pytest.raises(BitstreamError, match=f"ADAPTIVE stream of {count} symbols x 4096 exceeds the work limit at byte 5"):
+        decode_symbols(_header(2, count) + write_uvarint(adaptive.MAX_ALPHABET - 2), max_count=count)
 
 
 @pytest.mark.parametrize(
@@ -280,6 +370,16 @@ def _header(mode, count, low=0):
             _header(1, 4) + write_uvarint(0) + write_uvarint(1) + bytes([0b011_00000, 2, 5, 0, 0, 0, 9, 9, 9, 9]),
             "histogram",
         ),
+        (_header(2, 10) + write_uvarint(adaptive.MAX_ALPHABET - 1), "ADAPTIVE alphabet"),
+        (_header(2, 10, INT32.max - 1) + write_uvarint(5), "ADAPTIVE alphabet"),
+        (_header(2, 10) + write_uvarint(0), "ADAPTIVE increment"),
+        (_header(2, 10) + write_uvarint(0) + bytes([8]), "increment exponent 8"),
+        (_header(2, 10) + write_uvarint(0) + bytes([0]) + write_uvarint(2**30), "ADAPTIVE words"),
+        (_header(2, 10) + write_uvarint(0) + bytes([0]) + write_uvarint(1) + bytes(2), "run out"),
+        (_header(2, 10) + write_uvarint(0) + bytes([0]) + write_uvarint(2) + bytes(4), "first state"),
+        (_adaptive_body([0, 1, 1, 0], 2, extra=1), "do not end in the final state"),
+        (_adaptive_body([0, 0, 0], 3), "do not span the declared alphabet"),
+        (_adaptive_body([2, 2, 1], 3), "do not span the declared alphabet"),
     ],
 )
 def test_rejects_malformed_streams(data, message):

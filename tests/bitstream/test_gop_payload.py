@@ -69,7 +69,7 @@ def test_round_trip_in_stream_order(count, bits):
     _assert_same(decode_gop(encode_gop(record, version=3), SIZES, version=3), record.sorted())
     with pytest.raises(ValueError, match="not exact in a version-4 PARAMS stream"):
         encode_gop(record, version=4)
-    with pytest.raises(ValueError, match="position grid 0 in a version-5 file"):
+    with pytest.raises(ValueError, match="position grid 0 in a version-6 file"):
         encode_gop(record)
     with pytest.raises(ValueError, match="position grid 4 in a version-4 file"):
         encode_gop(_record(count, bits=bits), version=4)

@@ -304,7 +304,7 @@ def test_the_spec_table_of_predicted_streams_is_the_code():
     assert "from version 4, with M = B = 0 and no gamma, beta or codebooks" in table["1"]
     params = len(unpack_streams(encode_gop(_inheriting(new=2, reference=9)))[0][1])
     spec = " ".join(text.split())
-    assert params == 12 + 2 * len(SIZES) and "h + 2 K bytes" in spec and "h = 12 bytes in version 5, 11 before" in spec
+    assert params == 12 + 2 * len(SIZES) and "h + 2 K bytes" in spec and "h = 12 bytes from version 5, 11 before" in spec
     assert table["33"].startswith("KEEP: coded symbols, N_ref values in [0, 2]")
     assert (Stream.PREDICTION, Stream.KEEP, Stream.RESIDUAL) == (32, 33, 34)
     assert f"34 .. {33 + len(RESIDUAL_ATTRIBUTES)}" in table

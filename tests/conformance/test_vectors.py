@@ -26,6 +26,7 @@ OLDER_VERSIONS = {
     2: HERE / "v2" / "hash_p8.json",
     3: HERE / "v3" / "hash_p8_predicted.json",
     4: HERE / "v4" / "hash_p8_predicted.json",
+    5: HERE / "v5" / "hash_p8_predicted.json",
 }
 """Files of earlier versions, each kept when the vectors moved to the next version, with their
 frames' digests (each .json says more)."""
@@ -185,8 +186,8 @@ def test_the_tool_rewrites_the_stored_manifest_from_the_stored_streams(tmp_path)
 @pytest.mark.parametrize("version", OLDER_VERSIONS)
 def test_a_file_of_an_earlier_version_still_decodes_to_its_frames(tmp_path, version):
     """The decoder reads version 2 (no flags in the GoP index, every GoP a key GoP), version 3
-    (predicted GoPs with float32 residual steps, never inheriting quantizers) and version 4 (float16
-    positions, inherited quantizers): each kept file decodes,
+    (predicted GoPs with float32 residual steps, never inheriting quantizers), version 4 (float16
+    positions, inherited quantizers) and version 5 (no ADAPTIVE streams): each kept file decodes,
     as `stgv decode` does, to exactly the frames its manifest entry recorded."""
     stored = json.loads(OLDER_VERSIONS[version].read_text())
     path = OLDER_VERSIONS[version].parent / stored["file"]

@@ -74,7 +74,7 @@ def test_cli_encode_info_decode(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["frames"] == 5 and report["width"] == 18 and report["height"] == 16
-    assert report["version"] == 5 and [gop["kind"] for gop in report["gops"]] == ["key"] and report["key_gops"] == 1
+    assert report["version"] == 6 and [gop["kind"] for gop in report["gops"]] == ["key"] and report["key_gops"] == 1
     assert sum(report["bits"].values()) == 8 * (tmp_path / "a.stgv").stat().st_size
     text = runner.invoke(main, ["info", str(tmp_path / "a.stgv")]).output
     assert all(kind in text for kind in ("positions", "shape", "colour", "hash", "mlp", "side", "container"))

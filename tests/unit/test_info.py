@@ -58,7 +58,7 @@ def mixed(tmp_path):
 
 def test_report_gives_the_version_and_each_gops_kind(mixed, tmp_path):
     report = describe(mixed)
-    assert report["version"] == 5 and report["key_gops"] == 2
+    assert report["version"] == 6 and report["key_gops"] == 2
     assert [(gop["gop"], gop["kind"], gop["gaussians"]) for gop in report["gops"]] == [
         (0, "key", 5),
         (1, "predicted", 6),  # 4 kept and 2 new
@@ -79,7 +79,7 @@ def test_text_shows_the_version_and_a_kind_column(mixed):
     text = CliRunner().invoke(main, ["info", str(mixed)]).output
     assert text == format_text(describe(mixed)) + "\n"
     lines = text.splitlines()
-    assert lines[0].startswith(f"{mixed}: .stgv version 5, ")
+    assert lines[0].startswith(f"{mixed}: .stgv version 6, ")
     assert "(3 GoPs, 2 key)" in lines[1]
     gop_lines = lines[lines.index("  GoPs:") + 1 :]
     assert [line.split()[:3] for line in gop_lines] == [
