@@ -18,7 +18,6 @@ import constriction
 import numpy as np
 
 from stgvcodec.bitstream.errors import BitstreamError
-from stgvcodec.entropy import adaptive as adaptive_coder
 from stgvcodec.entropy.bits import MAX_FIXED_WIDTH, fixed_width_bytes, pack_fixed, unpack_fixed
 from stgvcodec.entropy.histogram import decode_histogram, encode_histogram
 from stgvcodec.entropy.varint import read_uvarint, unzigzag, write_uvarint, zigzag
@@ -83,6 +82,8 @@ def _encode_ans(symbols: np.ndarray, low: int, high: int) -> bytes:
 def _encode_adaptive(symbols: np.ndarray, low: int, high: int) -> bytes | None:
     """The shortest ADAPTIVE stream over the encoder's increments, or None where the stream's
     alphabet or work would exceed the format's limits."""
+    from stgvcodec.entropy import adaptive as adaptive_coder  # numba: imported on first use
+
     size = high - low + 1
     if size > adaptive_coder.MAX_ALPHABET or len(symbols) * size > adaptive_coder.MAX_WORK:
         return None
@@ -192,6 +193,8 @@ _ADAPTIVE_FAULTS = {
 
 def _decode_adaptive(data: memoryview, offset: int, count: int) -> tuple[np.ndarray, int]:
     """Reads the ADAPTIVE body after the count; returns symbols and the end offset."""
+    from stgvcodec.entropy import adaptive as adaptive_coder  # numba: imported on first use
+
     low, offset = _read_min(data, offset)
     start = offset
     size_code, offset = read_uvarint(data, offset, "alphabet size")

@@ -498,7 +498,8 @@ def test_streams_reject_bad_input():
 
 
 def test_decoder_side_imports_without_torch():
-    """Every module of stgvcodec.bitstream, and stgvcodec.entropy, import with torch blocked."""
+    """Every module of stgvcodec.bitstream, and stgvcodec.entropy, import with torch blocked, and
+    without loading numba (the ADAPTIVE coder's kernels load when a stream needs them)."""
     code = """
 import importlib, pkgutil, sys
 class Block:
@@ -509,7 +510,7 @@ sys.meta_path.insert(0, Block())
 import stgvcodec.bitstream, stgvcodec.entropy
 for module in pkgutil.iter_modules(stgvcodec.bitstream.__path__, "stgvcodec.bitstream."):
     importlib.import_module(module.name)
-assert not any(name.split(".")[0] == "torch" for name in sys.modules)
+assert not any(name.split(".")[0] in ("torch", "numba") for name in sys.modules)
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
