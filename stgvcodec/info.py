@@ -27,14 +27,14 @@ def describe(path: str | os.PathLike) -> dict:
         totals = dict.fromkeys(STREAM_KINDS, 0)
         for index, entry in enumerate(reader.gops):
             payload = reader.read_chunk(index)
-            streams = stream_sizes(payload)
+            streams = stream_sizes(payload, entry.predicted, header.version)
             for kind in STREAM_KINDS:
                 totals[kind] += streams[kind]
             gop = {"gop": index, "kind": "predicted" if entry.predicted else "key",
                    "first_frame": entry.first_frame, "frames": entry.frame_count,
                    "gaussians": gaussian_count(payload, header.version), "bytes": entry.length, "streams": streams}  # fmt: skip
             if entry.predicted:  # PARAMS counts the new Gaussians; the kept ones come from the reference
-                reference, kept, copied = keep_counts(payload)
+                reference, kept, copied = keep_counts(payload, header.version)
                 gop.update(new=gop["gaussians"], gaussians=gop["gaussians"] + kept, reference=reference, kept=kept, copied=copied)
             gops.append(gop)
     pixels = header.width * header.height * header.frame_count

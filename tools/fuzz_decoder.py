@@ -535,7 +535,7 @@ def _targets() -> dict:
             for k, entry in enumerate(reader.gops):
                 try:
                     payload = reader.read_chunk(k)
-                    stream_sizes(payload)
+                    stream_sizes(payload, entry.predicted, reader.header.version)
                     if not parse:
                         yield reader.header, config, sizes, entry, payload
                         continue
@@ -653,10 +653,18 @@ def join_stgv(layout: Layout) -> bytes:
     return header + index + _U32.pack(zlib.crc32(index)) + b"".join(chunks)
 
 
-def split_streams(payload: bytes) -> list[tuple[int, bytes]] | None:
-    """(id, data) records of a payload, or None if the framing does not parse."""
+def split_streams(payload: bytes, version: int = 5, predicted: bool = False) -> list[tuple[int, bytes]] | None:
+    """(id, data) records of a payload, or None if they do not parse: the framing up to version 5,
+    from version 6 the layout the decoder reads (stgvcodec.bitstream.gop.split_payload)."""
+    from stgvcodec.bitstream import BitstreamError
+    from stgvcodec.bitstream.gop import split_payload
     from stgvcodec.entropy.varint import read_uvarint
 
+    if version >= 6:
+        try:
+            return [(i, bytes(v)) for i, v in split_payload(payload, predicted, version)[0]]
+        except BitstreamError:
+            return None
     streams, at, view = [], 0, memoryview(payload)
     try:
         while at < len(payload):
@@ -670,9 +678,12 @@ def split_streams(payload: bytes) -> list[tuple[int, bytes]] | None:
     return streams
 
 
-def join_streams(streams: list[tuple[int, bytes]]) -> bytes:
+def join_streams(streams: list[tuple[int, bytes]], version: int = 5) -> bytes:
+    """A payload of (id, data) records: framed up to version 5, one after another from 6."""
     from stgvcodec.entropy.varint import write_uvarint
 
+    if version >= 6:
+        return b"".join(d for _, d in streams)
     return b"".join(bytes([i & 0xFF]) + write_uvarint(len(d)) + d for i, d in streams)
 
 
@@ -680,9 +691,18 @@ def coded_streams(data: bytes) -> list[bytes]:
     """Every coded symbol stream (all streams but PARAMS) in the chunks of a .stgv file."""
     layout = split_stgv(data)
     out = []
-    for payload in layout.payloads if layout else []:
-        out += [d for i, d in split_streams(payload) or [] if i != 1]
+    for k, payload in enumerate(layout.payloads if layout else []):
+        streams = split_streams(payload, _version(layout), _predicted(layout, k)) or []
+        out += [d for i, d in streams if i != 1]
     return out
+
+
+def _version(layout: Layout) -> int:
+    return _U16.unpack_from(layout.header, 4)[0]
+
+
+def _predicted(layout: Layout, k: int) -> bool:
+    return k < len(layout.flags) and bool(layout.flags[k] & 1)
 
 
 _FLOATS32 = [float("nan"), float("inf"), float("-inf"), 1e30, -1e30, 65536.0, 65536.01, -65536.0, 0.0, -0.0, 1e-45,
@@ -706,16 +726,17 @@ def mutate_stgv(data: bytes, max_size: int, rng: random.Random, mutate) -> bytes
         return mutate(data, max_size)  # framing left as it is
     k = rng.randrange(len(layout.payloads))
     if choice < 0.55:
-        streams = split_streams(layout.payloads[k])
+        version = _version(layout)
+        streams = split_streams(layout.payloads[k], version, _predicted(layout, k))
         if streams:
             s = rng.randrange(len(streams))
             stream_id, stream = streams[s]
             if stream_id == 1 and rng.random() < 0.5:
-                stream = _mutate_params(stream, rng, _U16.unpack_from(layout.header, 4)[0])
+                stream = _mutate_params(stream, rng, version)
             else:
                 stream = mutate(stream, max(len(stream) * 2, 64))
             streams[s] = (stream_id, stream)
-            layout.payloads[k] = join_streams(streams)
+            layout.payloads[k] = join_streams(streams, version)
         else:
             layout.payloads[k] = mutate(layout.payloads[k], max(len(layout.payloads[k]) * 2, 64))
     elif choice < 0.75:

@@ -37,7 +37,7 @@ import numpy as np
 import stgvcodec  # noqa: F401  (before torch: it sets how OpenMP threads wait)
 import torch
 
-from stgvcodec.bitstream import Chunk, StgvReader, pack_streams, unpack_streams, write_stgv
+from stgvcodec.bitstream import Chunk, StgvReader, write_stgv
 from stgvcodec.bitstream.gop import (
     RESIDUAL_ATTRIBUTES,
     GopRecord,
@@ -45,7 +45,9 @@ from stgvcodec.bitstream.gop import (
     Prediction,
     Stream,
     encode_gop,
+    join_streams,
     network_levels,
+    split_payload,
 )
 from stgvcodec.bitstream.model_config import unpack_model_config
 from stgvcodec.config import FitConfig, ModelConfig
@@ -333,23 +335,23 @@ def _edit_gops(path: Path, vector: Vector) -> None:
                 own = k in vector.own_quantizers
                 chunks.append(Chunk(encode_gop(_drop_and_add(record, reference, vector, own)), predicted=True))
             elif k in vector.histogram_gops:
-                chunks.append(Chunk(_without_adaptive(reader.read_chunk(k)), entry.predicted))
+                chunks.append(Chunk(_without_adaptive(reader.read_chunk(k), entry.predicted), entry.predicted))
             else:
                 chunks.append(Chunk(bytes(reader.read_chunk(k)), entry.predicted))
             reference = canonical
     write_stgv(path, header, chunks)
 
 
-def _without_adaptive(payload: bytes) -> bytes:
+def _without_adaptive(payload: bytes, predicted: bool) -> bytes:
     """The payload with every coded stream spelled again as RAW or ANS (the shorter): the same
     symbols, so the same GoP."""
     streams = []
-    for stream_id, view in unpack_streams(payload):
+    for stream_id, view in split_payload(payload, predicted)[0]:
         if stream_id not in (Stream.PARAMS, Stream.PREDICTION):
             symbols, _ = decode_symbols(view, 0, max_count=1 << 30)
             view = encode_symbols(symbols, adaptive=False)
         streams.append((stream_id, bytes(view)))
-    return pack_streams(streams)
+    return join_streams(streams)
 
 
 DROP_EVERY = 5
@@ -484,12 +486,12 @@ def frame_digests(frames: np.ndarray) -> tuple[list[str], str]:
     return [hashlib.sha256(f.tobytes()).hexdigest() for f in frames], hashlib.sha256(frames.tobytes()).hexdigest()
 
 
-def stream_table(payload: bytes | memoryview) -> list[dict]:
-    """Id, name, bytes, and for coded streams mode, symbol count, RAW width or ANS alphabet size,
-    of each stream of a GoP payload (read from the stream headers, bitstream_spec.md section 9).
-    PARAMS and PREDICTION are fixed records, not coded symbols: mode None."""
+def stream_table(payload: bytes | memoryview, predicted: bool, version: int) -> list[dict]:
+    """Id, name, bytes, and for coded streams mode, symbol count, RAW width or ANS / ADAPTIVE
+    alphabet size, of each stream of a GoP payload (read from the stream headers, bitstream_spec.md
+    section 9). PARAMS and PREDICTION are fixed records, not coded symbols: mode None."""
     table = []
-    for stream_id, view in unpack_streams(payload):
+    for stream_id, view in split_payload(payload, predicted, version)[0]:
         if Stream.COLOUR <= stream_id < Stream.PREDICTION:
             name = f"COLOUR_{stream_id - Stream.COLOUR}"  # RVQ stage k has id COLOUR + k
         elif Stream.RESIDUAL <= stream_id < Stream.HASH:
@@ -540,7 +542,7 @@ def file_facts(path: str | Path) -> dict:
                 "predicted": entry.predicted, "prediction": _prediction_counts(record, references),
                 "gaussians": len(reference), "network_bits": record.network_bits, "inherits": record.inherits,
                 "rvq_stages": record.codebooks.shape[0], "codebook_size": record.codebooks.shape[1],
-                "streams": stream_table(reader.read_chunk(k)),
+                "streams": stream_table(reader.read_chunk(k), entry.predicted, header.version),
             })  # fmt: skip
     return {
         "file": f"{VECTORS}/{Path(path).name}",

@@ -1,6 +1,8 @@
 """A GoP's model as the stream stores it (GopRecord), and its payload bytes. numpy only.
 
-    GopRecord --sort Gaussians by position--> streams --pack_streams--> payload bytes
+    GopRecord --sort Gaussians by position--> streams --join_streams--> payload bytes
+                                                          (up to version 5 framed with ids and lengths;
+                                                           from 6 one after another, split_payload)
 
 A key GoP's record holds all its Gaussians. A predicted GoP's record (record.prediction set) holds
 what changed against its reference, the previous GoP's decoded Gaussians: a class per reference
@@ -29,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..entropy import decode_symbols, encode_symbols
+from ..entropy import decode_symbols, encode_symbols, stream_end
 from ..entropy.varint import write_uvarint
 from .streams import pack_streams, unpack_streams
 from .errors import BitstreamError
@@ -46,7 +48,9 @@ GRID_FROM = 5
 float16 keys, and whose codebooks are coded symbols on a float16 step (the CODEBOOKS stream) rather
 than float16 values in PARAMS."""
 ADAPTIVE_FROM = 6
-"""First version whose coded symbol streams may use the ADAPTIVE coding (section 9.7)."""
+"""First version whose coded symbol streams may use the ADAPTIVE coding (section 9.7), and whose
+payload holds its streams one after another without ids and lengths (section 7): every stream's
+extent follows from PARAMS's head or from the coded stream's own fields."""
 CODEBOOK_LEVELS = 32767
 """Largest magnitude of a codebook symbol (version 5)."""
 MAX_CODEBOOK_STEP = 1.0
@@ -54,6 +58,9 @@ MAX_CODEBOOK_STEP = 1.0
 MAX_POSITION_GRID = 64
 """Largest S."""
 MAX_STAGES = 8
+MAX_CODED_STREAMS = 1 + 8 + 3 + 3 + 1 + MAX_STAGES + 2
+"""Most coded streams a payload holds: KEEP, eight RESIDUAL, three position and three Cholesky
+streams, CODEBOOKS, up to MAX_STAGES COLOUR streams, HASH and MLP."""
 MAX_CODEBOOK = 1 << 12
 MAX_TENSORS = 64
 MLP_TENSORS = 8
@@ -278,7 +285,86 @@ def encode_gop(record: GopRecord, version: int = FORMAT_VERSION) -> bytes:
     for stream_id, tensors in ((Stream.HASH, record.tensor_symbols[:split]), (Stream.MLP, record.tensor_symbols[split:])):
         symbols = np.concatenate([np.ravel(t) for t in tensors] + [np.zeros(0, np.int32)])
         streams.append((stream_id, encode_symbols(symbols, adaptive=adaptive)))
-    return pack_streams([(int(k), v) for k, v in streams])
+    return join_streams([(int(k), v) for k, v in streams], version)
+
+
+def join_streams(streams: list[tuple[int, bytes]], version: int = FORMAT_VERSION) -> bytes:
+    """A payload of `streams` (id, data), in the order given: framed with ids and lengths up to
+    version 5 (pack_streams), their data one after another from version 6."""
+    if version < ADAPTIVE_FROM:
+        return pack_streams(streams)
+    return b"".join(bytes(data) for _, data in streams)
+
+
+def split_payload(
+    payload: bytes | memoryview, predicted: bool, version: int = FORMAT_VERSION
+) -> tuple[list[tuple[int, memoryview]], list[int]]:
+    """The (id, data) streams of a payload and where each one's data start in it.
+
+    Up to version 5 the ids and lengths are in the payload (unpack_streams). From version 6 they
+    follow from the layout (bitstream_spec.md, section 7): PARAMS, whose length its head gives; in
+    a predicted GoP, PREDICTION (fixed length); then coded streams, each ending where its own fields
+    say, in section 8's order, the COLOUR streams being all but the last two. The ids are checked
+    against PARAMS and the reference by decode_gop, as in earlier versions.
+
+    Raises:
+        BitstreamError: for a payload whose streams run past its end, or that holds more coded
+            streams than any GoP does; the message gives the byte offset in the payload.
+    """
+    if version < ADAPTIVE_FROM:
+        streams = unpack_streams(payload)
+        return streams, _stream_starts(streams, 0)
+    view = memoryview(payload).cast("B")
+    layout = _head_layout(version)
+    if len(view) < layout.size:
+        raise BitstreamError(f"parameter stream needs {layout.size} bytes at byte 0 of the payload, {len(view)} remain")
+    stages, tensors = layout.unpack_from(view, 0)[1], layout.unpack_from(view, 0)[3]
+    length = layout.size + (0 if stages == 0 else 24 + 2) + 2 * tensors
+    fixed = [(Stream.PARAMS, length)] + ([(Stream.PREDICTION, _prediction_layout(version).size)] if predicted else [])
+    streams, starts, at = [], [], 0
+    for stream_id, size in fixed:
+        if size > len(view) - at:
+            raise BitstreamError(f"stream {stream_id} at byte {at} of the payload needs {size} bytes, {len(view) - at} remain")
+        streams.append((stream_id, view[at : at + size]))
+        starts.append(at)
+        at += size
+    ids = [Stream.KEEP] + [Stream.RESIDUAL + k for k in range(len(RESIDUAL_ATTRIBUTES))] if predicted else []
+    ids += [Stream.POSITION_X, Stream.POSITION_Y_HIGH, Stream.POSITION_Y_LOW]
+    ids += [Stream.CHOLESKY_L1, Stream.CHOLESKY_L2, Stream.CHOLESKY_L3] + ([Stream.CODEBOOKS] if stages else [])
+    coded = []
+    while at < len(view):
+        if len(coded) == MAX_CODED_STREAMS:
+            raise BitstreamError(f"more than {MAX_CODED_STREAMS} coded streams, at byte {at} of the payload")
+        try:
+            end = stream_end(view, at)
+        except BitstreamError as error:
+            what = f"{stream_name(ids[len(coded)])} stream (id {ids[len(coded)]})" if len(coded) < len(ids) else "colour, hash or MLP stream"
+            raise BitstreamError(f"{what} at byte {at} of the payload: {error}") from None
+        coded.append((at, end))
+        at = end
+    ids += [Stream.COLOUR + k for k in range(max(len(coded) - len(ids) - 2, 0))] + [Stream.HASH, Stream.MLP]
+    ids = ids[: len(coded)] if len(coded) < len(ids) else ids
+    for stream_id, (start, end) in zip(ids, coded):
+        streams.append((stream_id, view[start:end]))
+        starts.append(start)
+    return streams, starts
+
+
+def stream_name(stream_id: int) -> str:
+    """How errors name a stream: "y positions (low)", "residual l1", "colour stage 0", ..."""
+    names = {
+        Stream.PARAMS: "parameter", Stream.PREDICTION: "prediction", Stream.KEEP: "keep",
+        Stream.POSITION_X: "x positions", Stream.POSITION_Y_HIGH: "y positions (high)",
+        Stream.POSITION_Y_LOW: "y positions (low)", Stream.CODEBOOKS: "codebooks", Stream.HASH: "hash network",
+        Stream.MLP: "MLP network",
+    }  # fmt: skip
+    if stream_id in names:
+        return names[stream_id]
+    if Stream.CHOLESKY_L1 <= stream_id <= Stream.CHOLESKY_L3:
+        return f"Cholesky channel {stream_id - Stream.CHOLESKY_L1}"
+    if Stream.RESIDUAL <= stream_id < Stream.RESIDUAL + len(RESIDUAL_ATTRIBUTES):
+        return f"residual {RESIDUAL_ATTRIBUTES[stream_id - Stream.RESIDUAL]}"
+    return f"colour stage {stream_id - Stream.COLOUR}"
 
 
 def _codebook_symbols(codebooks: np.ndarray, step: float) -> np.ndarray:
@@ -355,10 +441,10 @@ def decode_gop(
             the byte offset.
     """
     try:
-        streams = unpack_streams(payload)
+        streams, starts = split_payload(payload, reference is not None, version)
     except BitstreamError as error:
-        raise BitstreamError(_shift_offsets(str(error).replace(" of the payload", ""), base)) from None
-    starts = _stream_starts(streams, base)
+        raise BitstreamError("GoP payload: " + _shift_offsets(str(error).replace(" of the payload", ""), base)) from None
+    starts = [base + start for start in starts]
     inherits = _inherits(streams, reference is not None, version)
     if inherits and quantizers is None:
         raise BitstreamError("GoP payload: inherits its reference's quantizers, which were not given")
@@ -397,9 +483,9 @@ def decode_gop(
     data = iter(zip(streams[1:], starts[1:]))
     prediction = None
 
-    def symbols(count_: int, low: int, high: int, what: str) -> np.ndarray:
+    def symbols(count_: int, low: int, high: int) -> np.ndarray:
         (stream_id, view), start = next(data)
-        where = f"GoP payload: {what} stream (id {stream_id}) at byte {start}"
+        where = f"GoP payload: {stream_name(stream_id)} stream (id {stream_id}) at byte {start}"
         try:
             values, end = decode_symbols(view, 0, max_count=count_, adaptive=version >= ADAPTIVE_FROM)
         except BitstreamError as error:
@@ -415,18 +501,18 @@ def decode_gop(
     if reference is not None:
         (_, view), start = next(data)
         prediction_head = _prediction_head(view, start, reference, version)
-        keep = symbols(reference, 0, max(Keep), "keep")
+        keep = symbols(reference, 0, max(Keep))
         updated = int(np.count_nonzero(keep == Keep.UPDATED))
-        residuals = [symbols(updated, -MAX_RESIDUAL, MAX_RESIDUAL, f"residual {a}") for a in RESIDUAL_ATTRIBUTES]
+        residuals = [symbols(updated, -MAX_RESIDUAL, MAX_RESIDUAL) for _ in RESIDUAL_ATTRIBUTES]
         prediction = Prediction(keep.astype(np.int32), prediction_head, np.stack(residuals, -1).astype(np.int32))
     if count == 0 and first_x != 0:
         raise BitstreamError(f"GoP payload: first x key {first_x} with no Gaussians (must be 0), at byte {at + head - 2}")
-    dx = symbols(max(count - 1, 0), 0, 0xFFFF, "x positions")
+    dx = symbols(max(count - 1, 0), 0, 0xFFFF)
     x = first_x + np.concatenate(([0], np.cumsum(dx, dtype=np.int64))) if count else np.zeros(0, np.int64)
     if x.size and x[-1] > 0xFFFF:
         raise BitstreamError(f"GoP payload: x positions stream at byte {starts[ids.index(Stream.POSITION_X)]}: x keys pass 65535")
-    y = symbols(count, 0, 0xFF, "y positions (high)").astype(np.int64) << 8
-    y |= symbols(count, 0, 0xFF, "y positions (low)")
+    y = symbols(count, 0, 0xFF).astype(np.int64) << 8
+    y |= symbols(count, 0, 0xFF)
     positions = np.stack((x, y), axis=-1).reshape(count, 2)
     if grid == 0:  # float16 keys: every value must be finite
         finite = np.isfinite(keys_to_means(positions)).all(axis=-1)
@@ -434,16 +520,16 @@ def decode_gop(
             n = int(np.argmin(finite))
             value = keys_to_means(positions[n]).tolist()
             raise BitstreamError(f"GoP payload: Gaussian {n} (stream order) has a non-finite position {value}")
-    cholesky = np.stack([symbols(count, 0, 255, f"Cholesky channel {k}") for k in range(3)], axis=-1)
+    cholesky = np.stack([symbols(count, 0, 255) for _ in range(3)], axis=-1)
     if coded_books:  # section 8.2: float32(q) * float32(c)
-        books = symbols(stages * book * 3, -CODEBOOK_LEVELS, CODEBOOK_LEVELS, "codebooks")
+        books = symbols(stages * book * 3, -CODEBOOK_LEVELS, CODEBOOK_LEVELS)
         codebooks = (books.astype(np.float32) * np.float32(step)).reshape(stages, book, 3)
-    colours = np.stack([symbols(count, 0, book - 1, f"colour stage {k}") for k in range(stages)], axis=-1)
+    colours = np.stack([symbols(count, 0, book - 1) for _ in range(stages)], axis=-1)
     levels = network_levels(bits)
     network = []
     split = len(tensor_sizes) - MLP_TENSORS
-    for sizes, what in ((tensor_sizes[:split], "hash"), (tensor_sizes[split:], "MLP")):
-        values = symbols(sum(sizes), -levels, levels, f"{what} network")
+    for sizes in (tensor_sizes[:split], tensor_sizes[split:]):
+        values = symbols(sum(sizes), -levels, levels)
         network += np.split(values, np.cumsum(sizes)[:-1]) if sizes else []
     return GopRecord(
         positions,
@@ -507,10 +593,11 @@ def stream_kind(stream_id: int) -> str:
     return "positions" if stream_id >= Stream.POSITION_X else "side"
 
 
-def stream_sizes(payload: bytes | memoryview) -> dict[str, int]:
-    """Bytes of a GoP payload per kind of stream (stream framing counted as side information)."""
+def stream_sizes(payload: bytes | memoryview, predicted: bool, version: int = FORMAT_VERSION) -> dict[str, int]:
+    """Bytes of a GoP payload per kind of stream (stream framing, up to version 5, counted as side
+    information)."""
     sizes = dict.fromkeys(STREAM_KINDS, 0)
-    streams = unpack_streams(payload)
+    streams, _ = split_payload(payload, predicted, version)
     for stream_id, view in streams:
         sizes[stream_kind(stream_id)] += len(view)
     sizes["side"] += len(payload) - sum(len(view) for _, view in streams)
@@ -597,25 +684,27 @@ def gaussian_count(payload: bytes | memoryview, version: int = FORMAT_VERSION) -
     Raises:
         BitstreamError: for a payload without a valid PARAMS stream.
     """
+    if version >= ADAPTIVE_FROM:  # PARAMS comes first, unframed
+        return _params_head(payload, inheritable=True, version=version)[0]
     for stream_id, view in unpack_streams(payload):
         if stream_id == Stream.PARAMS:
             return _params_head(view, inheritable=True, version=version)[0]
     raise BitstreamError("GoP payload: no parameter stream")
 
 
-def keep_counts(payload: bytes | memoryview) -> tuple[int, int, int]:
+def keep_counts(payload: bytes | memoryview, version: int = FORMAT_VERSION) -> tuple[int, int, int]:
     """(reference Gaussians, kept, copied) of a predicted GoP's payload, read from its PREDICTION
     and KEEP streams alone (the payload's other streams are not decoded).
 
     Raises:
         BitstreamError: for a payload without a readable PREDICTION or KEEP stream.
     """
-    streams = dict(unpack_streams(payload))
+    streams = dict(split_payload(payload, True, version)[0])
     sizes = {layout.size for layout in _PREDICTIONS.values()}
     if Stream.PREDICTION not in streams or Stream.KEEP not in streams or len(streams[Stream.PREDICTION]) not in sizes:
         raise BitstreamError("GoP payload: no prediction streams")
     reference = struct.unpack_from("<I", streams[Stream.PREDICTION])[0]
-    keep, _ = decode_symbols(streams[Stream.KEEP], 0, max_count=reference)
+    keep, _ = decode_symbols(streams[Stream.KEEP], 0, max_count=reference, adaptive=version >= ADAPTIVE_FROM)
     return reference, int(np.count_nonzero(keep != Keep.DROPPED)), int(np.count_nonzero(keep == Keep.COPIED))
 
 

@@ -160,7 +160,7 @@ def code_gop(
     report = GopReport(
         first_frame, count, len(decoded.gaussians), len(payload),
         float(np.mean([psnr(r, s) for r, s in zip(reconstruction, sources)])), ms_ssim(reconstruction, sources),
-        time.perf_counter() - began, stream_sizes(payload), predicted is not None,
+        time.perf_counter() - began, stream_sizes(payload, predicted is not None), predicted is not None,
     )  # fmt: skip
     if predicted is not None:
         report.reference_gaussians, report.kept, report.copied = keep_counts(payload)

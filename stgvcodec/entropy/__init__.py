@@ -6,6 +6,6 @@
 The stream layout is normative and described in bitstream_spec.md, "Coded symbol stream".
 """
 
-from stgvcodec.entropy.symbols import MAX_ALPHABET, SymbolCoding, decode_symbols, encode_symbols
+from stgvcodec.entropy.symbols import MAX_ALPHABET, SymbolCoding, decode_symbols, encode_symbols, stream_end
 
-__all__ = ["MAX_ALPHABET", "SymbolCoding", "decode_symbols", "encode_symbols"]
+__all__ = ["MAX_ALPHABET", "SymbolCoding", "decode_symbols", "encode_symbols", "stream_end"]

@@ -218,6 +218,43 @@ def _decode_adaptive(data: memoryview, offset: int, count: int) -> tuple[np.ndar
     return (indices.astype(np.int64) + low).astype(np.int32), words_at + 2 * word_count
 
 
+def stream_end(data: bytes | bytearray | memoryview, offset: int = 0, *, adaptive: bool = True) -> int:
+    """Where the coded stream at `offset` ends, read from its fields alone: no symbol is decoded and
+    nothing sized by a declared length is allocated. decode_symbols() of a valid stream ends there.
+
+    Raises:
+        BitstreamError: for an unknown mode (ADAPTIVE when `adaptive` is False), a malformed
+            varint, a RAW width above 32, or a stream that runs past the buffer.
+    """
+    view = memoryview(data).cast("B")
+    _need(view, offset, 1, "mode byte")
+    mode = view[offset]
+    if mode not in SymbolCoding._value2member_map_ or (mode == SymbolCoding.ADAPTIVE and not adaptive):
+        raise BitstreamError(f"unknown symbol coding mode {mode} at byte {offset}")
+    count, at = read_uvarint(view, offset + 1, "symbol count")
+    if mode == SymbolCoding.RAW and count == 0:
+        return at
+    _, at = _read_min(view, at)
+    if mode == SymbolCoding.RAW:
+        _need(view, at, 1, "raw width")
+        if view[at] > MAX_FIXED_WIDTH:
+            raise BitstreamError(f"raw width {view[at]} > {MAX_FIXED_WIDTH} at byte {at}")
+        size, at = fixed_width_bytes(count, view[at]), at + 1
+    elif mode == SymbolCoding.ANS:
+        _, at = read_uvarint(view, at, "alphabet size")
+        histogram_bytes, at = read_uvarint(view, at, "histogram length")
+        _need(view, at, histogram_bytes, "histogram")
+        word_count, at = read_uvarint(view, at + histogram_bytes, "ANS word count")
+        size = 4 * word_count
+    else:
+        _, at = read_uvarint(view, at, "alphabet size")
+        _need(view, at, 1, "ADAPTIVE increment")
+        word_count, at = read_uvarint(view, at + 1, "ADAPTIVE word count")
+        size = 2 * word_count
+    _need(view, at, size, "stream data")
+    return at + size
+
+
 def decode_symbols(
     data: bytes | bytearray | memoryview, offset: int = 0, *, max_count: int, adaptive: bool = True
 ) -> tuple[np.ndarray, int]:

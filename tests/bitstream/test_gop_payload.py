@@ -11,7 +11,16 @@ import pytest
 from stgvcodec.bitstream import BitstreamError, pack_streams, unpack_streams
 import torch
 
-from stgvcodec.bitstream.gop import GopRecord, decode_gop, encode_gop, keys_to_means, position_keys, stream_sizes
+from stgvcodec.bitstream.gop import (
+    GopRecord,
+    decode_gop,
+    encode_gop,
+    join_streams,
+    keys_to_means,
+    position_keys,
+    split_payload,
+    stream_sizes,
+)
 from stgvcodec.bitstream.model_config import pack_model_config, unpack_model_config
 from stgvcodec.config import ModelConfig
 from stgvcodec.entropy import decode_symbols, encode_symbols
@@ -101,8 +110,12 @@ def test_position_keys_preserve_order_and_invert():
 
 def test_params_stream_follows_the_spec_layout():
     record = _record(3, stages=2, book=8).sorted()
-    streams = unpack_streams(encode_gop(record))
+    payload = encode_gop(record)
+    streams, starts = split_payload(payload, predicted=False)
     assert [i for i, _ in streams] == [1, 2, 3, 4, 5, 6, 7, 8, 16, 17, 64, 65]
+    # Version 6: the streams' data one after another, no ids or lengths; version 5 frames them.
+    assert starts[0] == 0 and b"".join(bytes(v) for _, v in streams) == payload
+    assert [i for i, _ in unpack_streams(encode_gop(record, version=5))] == [i for i, _ in streams]
     params = bytes(streams[0][1])
     count, stages, book, tensors, bits, grid, first_x = struct.unpack_from("<IBHBBBH", params)
     assert (count, stages, book, tensors, bits, grid, first_x) == (3, 2, 8, 10, 8, 4, record.positions[0, 0])
@@ -132,7 +145,7 @@ def test_params_stream_follows_the_spec_layout():
     np.testing.assert_array_equal(hash_symbols, np.concatenate(record.tensor_symbols[:2]))
     mlp_symbols, _ = decode_symbols(streams[-1][1], 0, max_count=sum(SIZES) - 70)
     np.testing.assert_array_equal(mlp_symbols, np.concatenate(record.tensor_symbols[2:]))
-    sizes = stream_sizes(encode_gop(record))
+    sizes = stream_sizes(encode_gop(record), predicted=False)
     assert sum(sizes.values()) == len(encode_gop(record))
 
 
@@ -160,9 +173,9 @@ def test_model_config_rejections(patch, message):
         unpack_model_config(patch(pack_model_config(ModelConfig())))
 
 
-def _repack(payload: bytes, edit) -> bytes:
-    streams = [(i, bytes(v)) for i, v in unpack_streams(payload)]
-    return pack_streams(edit(streams))
+def _repack(payload: bytes, edit, version: int = 6) -> bytes:
+    streams = [(i, bytes(v)) for i, v in split_payload(payload, False, version)[0]]
+    return join_streams(edit(streams), version)
 
 
 @pytest.mark.parametrize(
@@ -171,6 +184,36 @@ def _repack(payload: bytes, edit) -> bytes:
         (lambda s: s[1:], "first stream"),
         (lambda s: s[:-1], "stream ids"),
         (lambda s: [(1, s[0][1][:-1])] + s[1:], "parameter stream"),
+    ],
+)
+def test_malformed_framed_payloads_are_rejected(edit, message):
+    """Up to version 5 a payload names its streams; a missing or misplaced one is rejected by id."""
+    payload = encode_gop(_record(20), version=5)
+    with pytest.raises(BitstreamError, match=message):
+        decode_gop(_repack(payload, edit, version=5), SIZES, version=5)
+
+
+@pytest.mark.parametrize(
+    "cut,message",
+    [
+        (lambda p: p[:11], r"parameter stream needs 12 bytes at byte 0, 11 remain"),
+        (lambda p: p[:57], r"stream 1 at byte 0 needs 58 bytes, 57 remain"),
+        (lambda p: p[:-1], r"stream data: needs \d+ bytes at byte \d+"),
+        (lambda p: p + bytes([0, 0]), r"stream ids \[.*\] differ from the expected"),
+        (lambda p: p + bytes([0, 0]) * 30, r"more than 26 coded streams, at byte \d+"),
+    ],
+)
+def test_malformed_unframed_payloads_are_rejected(cut, message):
+    """From version 6 a payload's streams follow one another: PARAMS's head gives its length, each
+    coded stream's fields its own; a payload cut short or with a stream too many is rejected."""
+    payload = encode_gop(_record(20))
+    with pytest.raises(BitstreamError, match=message):
+        decode_gop(cut(payload), SIZES)
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
         (lambda s: [(1, struct.pack("<IBHBBBH", 1 << 23, 2, 8, 10, 8, 4, 0) + s[0][1][12:])] + s[1:], "out of range"),
         (lambda s: [(1, s[0][1][:8] + b"\x09" + s[0][1][9:])] + s[1:], "network bits 9"),
         (lambda s: [(1, s[0][1][:8] + b"\x01" + s[0][1][9:])] + s[1:], "network bits 1"),
@@ -182,22 +225,25 @@ def test_malformed_payloads_are_rejected(edit, message):
     payload = encode_gop(_record(20))
     with pytest.raises(BitstreamError, match=message):
         decode_gop(_repack(payload, edit), SIZES)
+    with pytest.raises(BitstreamError, match=message):
+        decode_gop(_repack(encode_gop(_record(20), version=5), edit, version=5), SIZES, version=5)
 
 
 @pytest.mark.parametrize("stream", [2, 5, 8, 16, 64, 65])
 def test_bytes_after_a_coded_stream_inside_its_record_are_rejected(stream):
-    """A coded stream delimits itself; anything after it in its record is an error, not padding."""
-    payload = encode_gop(_record(20))
-    edited = _repack(payload, lambda s: [(i, v + b"\x00" if i == stream else v) for i, v in s])
+    """A coded stream delimits itself; anything after it in its record is an error, not padding
+    (up to version 5, where records have lengths)."""
+    payload = encode_gop(_record(20), version=5)
+    edited = _repack(payload, lambda s: [(i, v + b"\x00" if i == stream else v) for i, v in s], version=5)
     with pytest.raises(BitstreamError, match=rf"\(id {stream}\) at byte \d+: 1 bytes after the coded stream"):
-        decode_gop(edited, SIZES)
+        decode_gop(edited, SIZES, version=5)
 
 
 def test_a_first_x_key_without_gaussians_is_rejected():
     payload = encode_gop(_record(0))
     decode_gop(payload, SIZES)  # the encoder writes 0
     edited = _repack(payload, lambda s: [(1, s[0][1][:10] + b"\x01\x00" + s[0][1][12:])] + s[1:])
-    with pytest.raises(BitstreamError, match=r"first x key 1 with no Gaussians \(must be 0\), at byte 12"):
+    with pytest.raises(BitstreamError, match=r"first x key 1 with no Gaussians \(must be 0\), at byte 10"):
         decode_gop(edited, SIZES)
 
 
@@ -235,7 +281,7 @@ def _patch_params(payload: bytes, dtype: str, offset: int, value: float) -> byte
 # codebook step at 36 and tensor scales at 38 (float16) in version 5; before, one byte less (no S)
 # up to beta, then codebooks at 35 (2 * 8 * 3 float16) and the scales at 131, float32 in version 3.
 _FLOATS = [
-    (5, "<f4", 12 + 4, "Cholesky step gamma 1", 16),
+    (6, "<f4", 12 + 4, "Cholesky step gamma 1", 16),
     (5, "<f4", 24, "Cholesky offset beta 0", 24),
     (4, "<f4", 23, "Cholesky offset beta 0", 23),
     (3, "<f4", 131 + 4 * 9, "network tensor scale 9", 167),
@@ -246,25 +292,35 @@ def _versioned(version: int) -> bytes:
     return encode_gop(_record(20, grid=4 if version >= 5 else 0), version=version)
 
 
+def _patch_versioned(version: int, dtype: str, offset: int, value: float) -> bytes:
+    """_versioned(version) with one float of PARAMS replaced."""
+
+    def edit(streams):
+        params = bytearray(streams[0][1])
+        params[offset : offset + np.dtype(dtype).itemsize] = np.array([value], dtype).tobytes()
+        return [(1, bytes(params))] + streams[1:]
+
+    return _repack(_versioned(version), edit, version)
+
+
 def _params_at(version: int) -> int:
-    """Where PARAMS's data start in the payload: after its id byte and its length varint (58 bytes
-    in version 5, one varint byte; 151 in version 4 and 171 in 3, two)."""
-    return 2 if version >= 5 else 3
+    """Where PARAMS's data start in the payload: at 0 from version 6; after its id byte and its
+    length varint before (58 bytes in version 5, one varint byte; 151 in version 4 and 171 in 3, two)."""
+    return 0 if version >= 6 else 2 if version == 5 else 3
 
 
 @pytest.mark.parametrize("version,dtype,offset,name,byte", _FLOATS)
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e30, -65536.01])
 def test_params_floats_must_be_finite_and_bounded(version, dtype, offset, name, byte, value):
-    payload = _versioned(version)
     at = _params_at(version)
     with pytest.raises(BitstreamError, match=rf"{name} = .* at byte {at + byte} is not finite or outside \[-65536, 65536\]"):
-        decode_gop(_patch_params(payload, dtype, offset, value), SIZES, version=version)
+        decode_gop(_patch_versioned(version, dtype, offset, value), SIZES, version=version)
 
 
 @pytest.mark.parametrize("version,dtype,offset,name,byte", _FLOATS)
 @pytest.mark.parametrize("value", [65536.0, -65536.0, 0.0, 1e-45])
 def test_params_floats_at_the_bounds_are_accepted(version, dtype, offset, name, byte, value):
-    record = decode_gop(_patch_params(_versioned(version), dtype, offset, value), SIZES, version=version)
+    record = decode_gop(_patch_versioned(version, dtype, offset, value), SIZES, version=version)
     assert np.isfinite(record.cholesky_gamma).all() and np.isfinite(record.tensor_scales).all()
 
 
@@ -272,7 +328,7 @@ def test_params_floats_at_the_bounds_are_accepted(version, dtype, offset, name, 
 def test_float16_tensor_scales_must_be_finite(value):
     """Float16 scales (version 4 on): any finite float16 is within the bound (the largest is 65504)."""
     offset = 38 + 2 * 9
-    with pytest.raises(BitstreamError, match=rf"network tensor scale 9 = .* at byte {2 + offset} is not finite"):
+    with pytest.raises(BitstreamError, match=rf"network tensor scale 9 = .* at byte {offset} is not finite"):
         decode_gop(_patch_params(encode_gop(_record(20)), "<f2", offset, value), SIZES)
     for value in (65504.0, -65504.0, 0.0, 6e-8):
         decode_gop(_patch_params(encode_gop(_record(20)), "<f2", offset, value), SIZES)
@@ -281,17 +337,17 @@ def test_float16_tensor_scales_must_be_finite(value):
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_float16_codebooks_must_be_finite(value):
     """Versions 2 to 4 hold the codebooks as float16 values in PARAMS."""
-    payload = _patch_params(_versioned(4), "<f2", 35 + 2 * 40, value)
+    payload = _patch_versioned(4, "<f2", 35 + 2 * 40, value)
     with pytest.raises(BitstreamError, match=rf"codebook value 40 = .* at byte {3 + 35 + 80} is not finite$"):
         decode_gop(payload, SIZES, version=4)
     # The largest float16 is a valid codebook entry.
-    decode_gop(_patch_params(_versioned(4), "<f2", 35, 65504.0), SIZES, version=4)
+    decode_gop(_patch_versioned(4, "<f2", 35, 65504.0), SIZES, version=4)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, 0.0, -0.0, -0.25, 1.0009765625, 65504.0])
 def test_the_codebook_step_must_be_positive_finite_and_at_most_one(value):
     """Version 5: codebook values are float32(q) * c with |q| <= 32767 and 0 < c <= 1."""
-    with pytest.raises(BitstreamError, match=r"codebook step .* at byte 38 is not"):
+    with pytest.raises(BitstreamError, match=r"codebook step .* at byte 36 is not"):
         decode_gop(_patch_params(encode_gop(_record(20)), "<f2", 36, value), SIZES)
     for value in (1.0, 6e-8):
         decode_gop(_patch_params(encode_gop(_record(20)), "<f2", 36, value), SIZES)

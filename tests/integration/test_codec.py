@@ -323,20 +323,15 @@ def test_payload_errors_name_the_gop_the_stream_and_the_file_offset(coded, tmp_p
     import zlib
 
     from stgvcodec.bitstream import StgvReader
-    from stgvcodec.bitstream.gop import Stream, unpack_streams
-    from stgvcodec.entropy.varint import write_uvarint
+    from stgvcodec.bitstream.gop import Stream, split_payload
 
     data = bytearray((coded[0] / "clip.stgv").read_bytes())
     with StgvReader(coded[0] / "clip.stgv") as reader:
         entry = reader.gops[1]
     at = entry.offset + 4  # the chunk's length field, then its payload
     payload = bytes(data[at : at + entry.length - 8])
-    offset = 0
-    for stream_id, view in unpack_streams(payload):
-        start = offset + 1 + len(write_uvarint(len(view)))
-        if stream_id == Stream.POSITION_Y_LOW:
-            break
-        offset = start + len(view)
+    streams, starts = split_payload(payload, entry.predicted)
+    start = starts[[stream_id for stream_id, _ in streams].index(Stream.POSITION_Y_LOW)]
     data[at + start] = 0x7F  # no such symbol coding mode
     data[at + len(payload) : at + len(payload) + 4] = struct.pack("<I", zlib.crc32(data[at : at + len(payload)]))
     (tmp_path / "bad.stgv").write_bytes(bytes(data))

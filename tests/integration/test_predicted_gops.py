@@ -112,9 +112,7 @@ def test_predicted_gops_that_drop_and_add_gaussians_decode_to_the_encoders_recon
     assert (reports[2].reference_gaussians, reports[2].kept, reports[2].gaussians) == (54, 54, 64)  # 10 new
     # No new Gaussians: GoP 1 inherits GoP 0's quantizers (PARAMS with M = 0); GoP 2's 10 new ones
     # (QuantConfig.inherit_below is 8) get their own.
-    from stgvcodec.bitstream import unpack_streams
-
-    assert [unpack_streams(g.payload)[0][1][4] for g in coded] == [QUANT.rvq_stages, 0, QUANT.rvq_stages]
+    assert [g.payload[4] for g in coded] == [QUANT.rvq_stages, 0, QUANT.rvq_stages]  # PARAMS comes first: M at byte 4
     path = tmp_path / "resized.stgv"
     write_stgv(path, FileHeader(30, 21, 25, 1, 9, 3, pack_model_config(model)), [Chunk(g.payload, g.predicted) for g in coded])
     np.testing.assert_array_equal(_decoded(path, tmp_path / "out"), np.concatenate([g.reconstruction for g in coded]))
