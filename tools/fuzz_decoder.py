@@ -608,6 +608,14 @@ class Layout:
     payloads: list[bytes] = field(default_factory=list)
     flags: list[int] = field(default_factory=list)  # flags byte of each index entry (version 3 on)
 
+    @property
+    def version(self) -> int:
+        return _U16.unpack_from(self.header, 4)[0]
+
+    def predicted(self, k: int) -> bool:
+        """Whether index entry k marks a predicted GoP."""
+        return k < len(self.flags) and bool(self.flags[k] & 1)
+
 
 def _entry_size(header: bytes) -> int:
     """Bytes of an index entry: 21 (flags last) from version 3 on, 20 in version 2."""
@@ -692,17 +700,9 @@ def coded_streams(data: bytes) -> list[bytes]:
     layout = split_stgv(data)
     out = []
     for k, payload in enumerate(layout.payloads if layout else []):
-        streams = split_streams(payload, _version(layout), _predicted(layout, k)) or []
+        streams = split_streams(payload, layout.version, layout.predicted(k)) or []
         out += [d for i, d in streams if i != 1]
     return out
-
-
-def _version(layout: Layout) -> int:
-    return _U16.unpack_from(layout.header, 4)[0]
-
-
-def _predicted(layout: Layout, k: int) -> bool:
-    return k < len(layout.flags) and bool(layout.flags[k] & 1)
 
 
 _FLOATS32 = [float("nan"), float("inf"), float("-inf"), 1e30, -1e30, 65536.0, 65536.01, -65536.0, 0.0, -0.0, 1e-45,
@@ -726,8 +726,8 @@ def mutate_stgv(data: bytes, max_size: int, rng: random.Random, mutate) -> bytes
         return mutate(data, max_size)  # framing left as it is
     k = rng.randrange(len(layout.payloads))
     if choice < 0.55:
-        version = _version(layout)
-        streams = split_streams(layout.payloads[k], version, _predicted(layout, k))
+        version = layout.version
+        streams = split_streams(layout.payloads[k], version, layout.predicted(k))
         if streams:
             s = rng.randrange(len(streams))
             stream_id, stream = streams[s]

@@ -72,8 +72,9 @@ def test_split_and_join_round_trip():
         data = path.read_bytes()
         layout = fuzz_decoder.split_stgv(data)
         assert fuzz_decoder.join_stgv(layout) == data
-        for payload in layout.payloads:
-            assert fuzz_decoder.join_streams(fuzz_decoder.split_streams(payload)) == payload
+        for k, payload in enumerate(layout.payloads):
+            streams = fuzz_decoder.split_streams(payload, layout.version, layout.predicted(k))
+            assert fuzz_decoder.join_streams(streams, layout.version) == payload
 
 
 def test_split_and_join_handle_version_3(tmp_path):
