@@ -218,6 +218,17 @@ def _decode_adaptive(data: memoryview, offset: int, count: int) -> tuple[np.ndar
     return (indices.astype(np.int64) + low).astype(np.int32), words_at + 2 * word_count
 
 
+def _stream_head(data: bytes | bytearray | memoryview, offset: int, adaptive: bool) -> tuple[memoryview, int, int, int]:
+    """(the buffer as bytes, mode, count, offset after the count) of the stream at `offset`."""
+    view = memoryview(data).cast("B")
+    _need(view, offset, 1, "mode byte")
+    mode = view[offset]
+    if mode not in SymbolCoding._value2member_map_ or (mode == SymbolCoding.ADAPTIVE and not adaptive):
+        raise BitstreamError(f"unknown symbol coding mode {mode} at byte {offset}")
+    count, at = read_uvarint(view, offset + 1, "symbol count")
+    return view, mode, count, at
+
+
 def stream_end(data: bytes | bytearray | memoryview, offset: int = 0, *, adaptive: bool = True) -> int:
     """Where the coded stream at `offset` ends, read from its fields alone: no symbol is decoded and
     nothing sized by a declared length is allocated. decode_symbols() of a valid stream ends there.
@@ -226,12 +237,7 @@ def stream_end(data: bytes | bytearray | memoryview, offset: int = 0, *, adaptiv
         BitstreamError: for an unknown mode (ADAPTIVE when `adaptive` is False), a malformed
             varint, a RAW width above 32, or a stream that runs past the buffer.
     """
-    view = memoryview(data).cast("B")
-    _need(view, offset, 1, "mode byte")
-    mode = view[offset]
-    if mode not in SymbolCoding._value2member_map_ or (mode == SymbolCoding.ADAPTIVE and not adaptive):
-        raise BitstreamError(f"unknown symbol coding mode {mode} at byte {offset}")
-    count, at = read_uvarint(view, offset + 1, "symbol count")
+    view, mode, count, at = _stream_head(data, offset, adaptive)
     if mode == SymbolCoding.RAW and count == 0:
         return at
     _, at = _read_min(view, at)
@@ -275,12 +281,7 @@ def decode_symbols(
         BitstreamError: If the stream is malformed, truncated or exceeds a limit; the message
             names the field and the byte offset.
     """
-    view = memoryview(data).cast("B")
-    _need(view, offset, 1, "mode byte")
-    mode = view[offset]
-    if mode not in SymbolCoding._value2member_map_ or (mode == SymbolCoding.ADAPTIVE and not adaptive):
-        raise BitstreamError(f"unknown symbol coding mode {mode} at byte {offset}")
-    count, body = read_uvarint(view, offset + 1, "symbol count")
+    view, mode, count, body = _stream_head(data, offset, adaptive)
     if count > max_count:
         raise BitstreamError(f"symbol count {count} exceeds the limit {max_count} at byte {offset + 1}")
     if mode == SymbolCoding.RAW:
