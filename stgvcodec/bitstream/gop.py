@@ -318,8 +318,8 @@ def split_payload(
     layout = _head_layout(version)
     if len(view) < layout.size:
         raise BitstreamError(f"parameter stream needs {layout.size} bytes at byte 0 of the payload, {len(view)} remain")
-    stages, tensors = layout.unpack_from(view, 0)[1], layout.unpack_from(view, 0)[3]
-    length = layout.size + (0 if stages == 0 else 24 + 2) + 2 * tensors
+    _, stages, _, tensors, *_ = layout.unpack_from(view, 0)
+    length = layout.size + (0 if stages == 0 else 24 + 2) + 2 * tensors  # M = 0: inherited quantizers
     fixed = [(Stream.PARAMS, length)] + ([(Stream.PREDICTION, _prediction_layout(version).size)] if predicted else [])
     streams, starts, at = [], [], 0
     for stream_id, size in fixed:
@@ -328,9 +328,7 @@ def split_payload(
         streams.append((stream_id, view[at : at + size]))
         starts.append(at)
         at += size
-    ids = [Stream.KEEP] + [Stream.RESIDUAL + k for k in range(len(RESIDUAL_ATTRIBUTES))] if predicted else []
-    ids += [Stream.POSITION_X, Stream.POSITION_Y_HIGH, Stream.POSITION_Y_LOW]
-    ids += [Stream.CHOLESKY_L1, Stream.CHOLESKY_L2, Stream.CHOLESKY_L3] + ([Stream.CODEBOOKS] if stages else [])
+    ids = _stream_ids(predicted, coded_books=stages > 0, stages=0)[len(fixed) :]  # coded ones, no COLOUR yet
     coded = []
     while at < len(view):
         if len(coded) == MAX_CODED_STREAMS:
@@ -338,12 +336,13 @@ def split_payload(
         try:
             end = stream_end(view, at)
         except BitstreamError as error:
-            what = f"{stream_name(ids[len(coded)])} stream (id {ids[len(coded)]})" if len(coded) < len(ids) else "colour, hash or MLP stream"
+            known = len(coded) < len(ids) - 2  # the streams before the COLOUR ones
+            what = f"{stream_name(ids[len(coded)])} stream (id {ids[len(coded)]})" if known else "colour, hash or MLP stream"
             raise BitstreamError(f"{what} at byte {at} of the payload: {error}") from None
         coded.append((at, end))
         at = end
-    ids += [Stream.COLOUR + k for k in range(max(len(coded) - len(ids) - 2, 0))] + [Stream.HASH, Stream.MLP]
-    ids = ids[: len(coded)] if len(coded) < len(ids) else ids
+    colours = max(len(coded) - len(ids), 0)  # all but the last two (HASH, MLP) of those after the fixed ones
+    ids = _stream_ids(predicted, coded_books=stages > 0, stages=colours)[len(fixed) :]
     for stream_id, (start, end) in zip(ids, coded):
         streams.append((stream_id, view[start:end]))
         starts.append(start)
@@ -667,6 +666,11 @@ def _expected_ids(
     stages = inherited_stages if inherited_stages is not None else stages
     if tensors != len(tensor_sizes) or tensors < MLP_TENSORS:
         raise BitstreamError(f"GoP payload: {tensors} network tensors, the model configuration has {len(tensor_sizes)}")
+    return _stream_ids(predicted, coded_books, stages)
+
+
+def _stream_ids(predicted: bool, coded_books: bool, stages: int) -> list[int]:
+    """Section 8's stream ids, in payload order, of a GoP with `stages` COLOUR streams."""
     prediction = [Stream.PREDICTION, Stream.KEEP] + [Stream.RESIDUAL + k for k in range(len(RESIDUAL_ATTRIBUTES))]
     return (
         [Stream.PARAMS] + (prediction if predicted else [])
