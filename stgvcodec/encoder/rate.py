@@ -65,6 +65,10 @@ class Rung:
     rvq_stages: int
     codebook_size: int
     cholesky_bits: int = CHOLESKY_BITS
+    priced_colours: int | None = None
+    """Codebook size that RateModel.fixed_bits prices (None: codebook_size): the budgets a rung
+    serves were measured with that many colours, and stay where they were when the rung's
+    codebooks grow (the two 589-weight rungs: 16 priced, 64 coded)."""
 
 
 RUNGS: list[Rung] = [
@@ -72,8 +76,8 @@ RUNGS: list[Rung] = [
     Rung(ModelConfig(log2_table_size=8, width=64), 8, 2, 64),
     Rung(ModelConfig(log2_table_size=7, levels=6, width=32), 8, 2, 32),
     Rung(ModelConfig(log2_table_size=6, levels=4, width=16), 6, 2, 16, 6),
-    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 6, 1, 16, 6),
-    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 4, 1, 16, 6),
+    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 6, 1, 64, 6, 16),
+    Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 4, 1, 64, 6, 16),
     Rung(ModelConfig(log2_table_size=5, levels=3, width=8, temporal_features=2, spatial_features=1), 3, 1, 8),
     Rung(ModelConfig(log2_table_size=4, levels=2, width=4, temporal_features=1, spatial_features=1), 3, 1, 8),
 ]
@@ -86,6 +90,14 @@ frames, fast preset, 8 against 6 bits: --bpp 0.05, 0.0495 bpp 25.92 dB against 0
 0.29955 bpp 32.35 dB, on another machine's CPU with torch 2.11: the key GoP costs 10-12% fewer bytes at its count and the rest buys
 Gaussians). At --bpp 0.02 (about 100 Gaussians a GoP, each large) 6 bits lost 2 dB, so the
 smallest rungs keep 8, as do the larger ones, where it was not measured.
+The two 589-weight rungs at 6 and 4 bits (--bpp 0.1 and 0.05 on carphone) have one codebook of
+64 colours: 16 cost the most quality per byte of any quantizer there. Carphone's key GoP at --bpp
+0.1 (1,083 Gaussians, fitted once, then QAT and coded; fast preset), against 1 x 16 colours at
+4,878 bytes and 26.88 dB: 1 x 32 5,087 bytes 27.67 dB; 1 x 64 5,324 bytes 28.16 dB; 1 x 128 5,654
+bytes 28.27 dB; 2 x 16 5,419 bytes 28.20 dB; 2 x 32 5,790 bytes 28.36 dB. Beyond 64 a byte buys
+about what a byte of Gaussians does. The other quantizers cost more for less: 8-bit Cholesky
+symbols 5,660 bytes 26.93 dB, an 8-bit network 5,043 bytes 27.04 dB, 8 position steps per pixel
+5,102 bytes 27.26 dB (2: 4,745 bytes 26.58 dB).
 The last rung (181 weights) serves budgets the 589-weight network would take over a third of, and
 buys Gaussians with what it saves: carphone, --bpp 0.02, first 60 frames, 0.0202 bpp and 21.57 dB
 (125 Gaussians in the key GoP) against 0.0200 bpp and 20.69 dB (101) on the 589-weight rung."""
@@ -167,7 +179,8 @@ class RateModel:
         were measured with this estimate, so it stays: with version 5's sizes, Bunny at --bpp 0.02
         would move to a larger rung, untried. The encoder replaces it by what GoPs cost."""
         sizes = tensor_sizes(rung.model)
-        side_bytes = 35 + 6 * rung.rvq_stages * rung.codebook_size + 4 * len(sizes) + 3 * (8 + rung.rvq_stages)
+        colours = rung.priced_colours or rung.codebook_size
+        side_bytes = 35 + 6 * rung.rvq_stages * colours + 4 * len(sizes) + 3 * (8 + rung.rvq_stages)
         return sum(sizes) * RateModel.bits_per_weight(rung.network_bits) + 8 * side_bytes
 
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..render import Backend, rasterize
+from ..render import Backend, rasterize, rasterize_sum
 
 
 class Gaussians(nn.Module):
@@ -101,6 +101,51 @@ class Gaussians(nn.Module):
         colors = pixels.reshape(-1, 3)[drawn] / coverage[:, None]
         device = image.device
         return cls(means.to(device), cholesky.to(device), colors.to(device))
+
+    def solve_colours(self, image: Tensor, iterations: int, backend: Backend = "auto") -> Gaussians:
+        """The same Gaussians with colours fitted to `image` [H, W, 3] by least squares, their
+        positions and shapes held: `iterations` conjugate-gradient passes (CGLS) on
+        min_c |A c - image|^2 from the current colours, A c = rasterize_sum(means, cholesky, c),
+        each channel on its own. A pass costs one render (A p) and its adjoint (A^T r, the
+        gradient of <A c, r> in c, exact since the sum is linear in the colours). The clamp of
+        rasterize() is left out: the least-squares sum of a picture in [0, 1] stays close to it.
+        Sums are taken in float64 so the result does not follow torch's thread count. Never
+        changes `self`.
+        """
+        height, width = image.shape[:2]
+        means, cholesky = self.means.detach(), self.cholesky.detach()
+        target = image.detach().to(means)
+
+        def forward(colours: Tensor) -> Tensor:
+            return rasterize_sum(means, cholesky, colours, height, width, backend)
+
+        def adjoint(residual: Tensor) -> Tensor:
+            colours = torch.zeros_like(self.colors.detach(), requires_grad=True)
+            with torch.enable_grad():
+                (gradient,) = torch.autograd.grad(forward(colours), colours, grad_outputs=residual)
+            return gradient
+
+        def norms(values: Tensor) -> Tensor:  # [3] squared norm per channel
+            return (values.double() ** 2).reshape(-1, 3).sum(0)
+
+        with torch.no_grad():
+            colours = self.colors.detach().clone()
+            residual = target - forward(colours)
+            step_dir = gradient = adjoint(residual)
+            gamma = norms(gradient)
+            for _ in range(iterations):
+                image_dir = forward(step_dir)
+                curvature = norms(image_dir)
+                if not bool((gamma > 0).any()) or not bool((curvature > 0).any()):
+                    break
+                alpha = torch.where(curvature > 0, gamma / curvature.clamp(min=1e-300), 0.0).to(colours)
+                colours = colours + alpha * step_dir
+                residual = residual - alpha * image_dir
+                gradient = adjoint(residual)
+                gamma, previous = norms(gradient), gamma
+                beta = torch.where(previous > 0, gamma / previous.clamp(min=1e-300), 0.0).to(colours)
+                step_dir = gradient + beta * step_dir
+        return Gaussians(means, cholesky, colours)
 
     def render(self, height: int, width: int, backend: Backend = "auto") -> Tensor:
         """[H, W, 3] image in [0, 1], differentiable in every parameter."""

@@ -102,7 +102,9 @@ def fit_gop(
     times = torch.tensor(frame_times(count), device=frames.device)
     sampler = _FrameSampler(count, generator)
     per_step = min(fit.frames_per_step, count)
-    choice = choose_start(start, frames[0], fit.count(height, width), generator, backend, fit.layout, fit.cold_gaussians)
+    choice = choose_start(
+        start, frames[0], fit.count(height, width), generator, backend, fit.layout, fit.cold_gaussians, fit.colour_solve
+    )
     gaussians = choice.gaussians
     anchor = Anchor.of(gaussians, len(choice.kept), fit.anchor_strength) if predict and choice.warm else None
     init_steps = fit.warm_init_steps if choice.warm else fit.init_steps

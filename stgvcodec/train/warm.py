@@ -58,6 +58,7 @@ def choose_start(
     backend: Backend = "auto",
     layout: Layout = "grid",
     cold_count: int | None = None,
+    colour_solve: int = 0,
 ) -> StartChoice:
     """The Gaussians a fit of key frame `key` [H, W, 3] (float, [0, 1]) begins from: `count` of
     them after a warm start, `cold_count` (default `count`) after a fresh one, since rate control
@@ -77,12 +78,14 @@ def choose_start(
     else:
         cold = Gaussians.from_gradients(key, fresh, generator)
     cold_psnr = _psnr(grid, key, backend)
-    if start is None:
-        return StartChoice(cold, False, None, cold_psnr)
-    warm = resize_gaussians(start, count, key, generator, backend)
-    warm_psnr = _psnr(warm, key, backend)
-    if warm_psnr >= cold_psnr + COLD_MARGIN_DB:
-        return StartChoice(warm, True, warm_psnr, cold_psnr, kept_rows(start, count))
+    warm_psnr = None
+    if start is not None:
+        warm = resize_gaussians(start, count, key, generator, backend)
+        warm_psnr = _psnr(warm, key, backend)
+        if warm_psnr >= cold_psnr + COLD_MARGIN_DB:
+            return StartChoice(warm, True, warm_psnr, cold_psnr, kept_rows(start, count))
+    if colour_solve > 0:
+        cold = cold.solve_colours(key, colour_solve, backend)
     return StartChoice(cold, False, warm_psnr, cold_psnr)
 
 

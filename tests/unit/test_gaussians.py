@@ -5,6 +5,7 @@ import torch
 
 from stgvcodec.config import FitConfig, ModelConfig
 from stgvcodec.model import Gaussians
+from stgvcodec.render import rasterize_sum
 from stgvcodec.train.gop_fit import fit_gop
 from tests.clips import moving_pattern
 
@@ -53,3 +54,53 @@ def test_gradient_layout_puts_small_gaussians_on_detail():
     assert model.cholesky[right, 0].mean() < 0.6 * model.cholesky[~right, 0].mean()
     again = Gaussians.from_gradients(image, 400, torch.Generator().manual_seed(1))
     assert torch.equal(again.means, model.means)
+
+
+def _explicit_least_squares(gaussians: Gaussians, image: torch.Tensor) -> torch.Tensor:
+    """[N, 3] least-squares colours from the render matrix built column by column (one Gaussian,
+    colour 1, per render), in float64."""
+    height, width = image.shape[:2]
+    columns = []
+    for n in range(len(gaussians)):
+        colours = torch.zeros_like(gaussians.colors.detach())
+        colours[n] = 1.0
+        columns.append(rasterize_sum(gaussians.means.detach(), gaussians.cholesky.detach(), colours, height, width)[..., 0])
+    matrix = torch.stack(columns, dim=-1).reshape(height * width, -1).double()
+    return torch.linalg.lstsq(matrix, image.reshape(-1, 3).double()).solution
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_colour_solve_reaches_the_least_squares_colours(backend):
+    """With as many passes as unknowns per channel, CGLS reaches the explicit solution; before that
+    each pass lowers the error."""
+    generator = torch.Generator().manual_seed(1)
+    image = torch.from_numpy(moving_pattern(1, 12, 14))[0].float() / 255.0
+    gaussians = Gaussians.from_gradients(image, 24, generator)
+    before = gaussians.colors.detach().clone()
+    errors = []
+    for passes in (0, 2, 4, 8):
+        solved = gaussians.solve_colours(image, passes, backend)
+        errors.append(torch.mean((rasterize_sum(solved.means, solved.cholesky, solved.colors, 12, 14) - image) ** 2).item())
+    assert all(later < earlier for earlier, later in zip(errors, errors[1:]))
+    solved = gaussians.solve_colours(image, 3 * len(gaussians), backend)
+    best = _explicit_least_squares(gaussians, image)
+    def mse(colours: torch.Tensor) -> float:
+        rendered = rasterize_sum(gaussians.means.detach().double(), gaussians.cholesky.detach().double(), colours, 12, 14, "reference")
+        return torch.mean((rendered - image.double()) ** 2).item()
+
+    assert mse(solved.colors.detach().double()) <= mse(best) * (1 + 1e-4)
+    assert torch.allclose(solved.colors.double(), best, atol=1e-2)  # float32 passes on a poorly conditioned system
+    assert torch.equal(gaussians.colors.detach(), before)  # the original is left alone
+    assert torch.equal(solved.means, gaussians.means) and torch.equal(solved.cholesky, gaussians.cholesky)
+
+
+def test_colour_solve_raises_a_fresh_starts_psnr():
+    image = torch.from_numpy(moving_pattern(1, 24, 32))[0].float() / 255.0
+
+    def start_mse(passes: int) -> float:
+        fit = FitConfig(init_steps=0, deform_steps=0, gaussians=150, layout="gradients", colour_solve=passes)
+        start = fit_gop(image[None], ModelConfig(width=16), fit, quiet=True).model.gaussians
+        with torch.no_grad():
+            return torch.mean((start.render(24, 32) - image) ** 2).item()
+
+    assert start_mse(8) < 0.5 * start_mse(0)
