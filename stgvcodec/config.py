@@ -145,9 +145,9 @@ by 16 conjugate-gradient passes (colour_solve), 100 + 3,000 after a warm start, 
 learning rate of 1e-3 -> 1e-4. The colour solve, fitting GoP 1 alone (tools/fit_bench.py
 --gops 1-1 --warm off --set colour_solve=N): carphone 30.74 dB without, 31.38 dB with 8 or 16
 passes, 31.06 with 32; Bunny 320x160 28.29 dB without, 28.48 with 16, 28.29 with 32; about 10 CPU
-s more for carphone's 4,000 steps of 77. The figures below were measured before it. Measured with tools/fit_bench.py (fits
-only, QAT apart; one thread per process, 2-core machine under other load, so CPU seconds are the
-measure of cost), against the previous `fast` (1,000 + 10,000 steps from the grid, Gaussians at a
+s more for carphone's 4,000 steps of 77. The figures below were measured before it, with
+tools/fit_bench.py (fits only, QAT apart; one thread per process, 2-core machine under other load,
+so CPU seconds are the measure of cost), against the previous `fast` (1,000 + 10,000 steps from the grid, Gaussians at a
 constant 7e-3, network 1.6e-4 -> 1.6e-5, every GoP cold):
 
     Bunny 320x160, GoPs 1-3    28.28 / 28.60 / 28.94 dB, 225 CPU s   (previous: 28.15 / 27.82 /
