@@ -24,6 +24,14 @@ GoP the PSNR difference and the wall and CPU time ratios current/baseline, and t
 Both processes first fit a tiny clip, so loading or compiling the render kernels is timed in
 neither.
 
+--curve EVERY: every EVERY optimizer steps (both stages), the PSNR of the model as it stands over
+all frames of the GoP (the canonical Gaussians at every frame in stage 1), with the wall and CPU
+seconds of the fit so far; each run gains `curve`, a list of {step, stage, seconds, cpu_seconds,
+psnr}, ending with the finished fit. The evaluations are left out of every time reported, the
+runs' own `seconds` and `cpu_seconds` included. Works for --baseline-ref as well: it instruments
+the fit from outside (gop_fit._step and the render methods), which every revision has.
+--curve-png PATH draws PSNR against CPU seconds per GoP, current and baseline (needs matplotlib).
+
 --ablation runs, on the same GoPs: keyframe vs multiframe initialisation (the paper's table V)
 and hash vs plane vs positional encoding (table IV), all at the same steps and Gaussians.
 """
@@ -95,6 +103,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ablation", action="store_true", help="run every variant on the chosen GoPs")
+    parser.add_argument("--curve", type=int, metavar="EVERY", help="record PSNR against time every EVERY steps")
+    parser.add_argument("--curve-png", metavar="PATH", help="draw the --curve records as PSNR against CPU seconds")
     parser.add_argument("--json", help="also write the JSON here")
     parser.add_argument("-q", "--quiet", action="store_true")
     return parser.parse_args()
@@ -103,6 +113,12 @@ def _arguments() -> argparse.Namespace:
 def main() -> None:
     args = _arguments()
     check_json_output(args.json, args.input)
+    if args.curve_png and not args.curve:
+        sys.exit("fit_bench: --curve-png needs --curve EVERY")
+    if args.curve is not None and args.curve < 1:
+        sys.exit(f"fit_bench: --curve {args.curve}: expected a step count >= 1")
+    if args.curve_png:
+        check_json_output(args.curve_png, args.input)
     first, last = _range(args.gops)
     frames = list(read_frames(args.input, crop=args.crop, scale=args.scale))
     gops = split_gops(len(frames), args.gop_size)
@@ -136,6 +152,8 @@ def main() -> None:
     if baseline:
         report["comparison"] = _compare(base, baseline)
         _print_table(report["comparison"])
+    if args.curve_png:
+        _draw_curves(report["runs"], args.curve_png)
     emit(report, args.json)
 
 
@@ -164,12 +182,17 @@ def _fit_gops(frames, gops, first_number, name, variant, fit, args, device) -> l
     runs, start = [], None
     model_config = ModelConfig(encoding=variant["encoding"])
     fit = dataclasses.replace(fit, init=variant["init"])
+    curve = _Curve(args.curve) if args.curve else None
     for number, (first, count) in enumerate(gops, start=first_number):
         clip = torch.from_numpy(np.stack(frames[first : first + count])).to(device)
         options = {"start": start} if args.warm != "off" else {}
+        if curve:
+            curve.begin(clip)
         wall, cpu = time.perf_counter(), time.process_time()
         result = fit_gop(clip, model_config, fit, quiet=args.quiet, label=f"{name} GoP {number}", **options)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if curve:
+            wall, cpu = wall - curve.spent[0], cpu - curve.spent[1]
         run = {
             "variant": name,
             **variant,
@@ -193,6 +216,8 @@ def _fit_gops(frames, gops, first_number, name, variant, fit, args, device) -> l
             "preset": args.preset,
             "package": str(Path(stgvcodec.__file__).parent),
         }
+        if curve:
+            run["curve"] = curve.end(result.steps, wall, cpu, result.psnr)
         if args.warm == "float":
             start = result.model.gaussians
         elif args.warm == "decoded" and number < first_number + len(gops) - 1:
@@ -218,6 +243,90 @@ def _decoded(fitted, clip, model_config, device, args, run: dict):
     run["coded_psnr"] = float(np.mean([psnr(r, s) for r, s in zip(reconstruction, sources)]))
     run["coded_bytes"] = len(payload)
     return decoded.gaussians
+
+
+class _Curve:
+    """--curve: wraps gop_fit._step, which every optimizer step of a fit calls, and the render
+    methods, which tell the model being trained (Gaussians in stage 1, GopModel in stage 2); every
+    `every` steps it renders the GoP and records its PSNR and the time so far, minus the time that
+    such evaluations took (`spent`, wall and CPU seconds)."""
+
+    def __init__(self, every: int):
+        from stgvcodec.model import Gaussians, GopModel
+        from stgvcodec.train import gop_fit
+
+        self.every, self.model, self.points = every, None, []
+        step, gaussians_render, model_render = gop_fit._step, Gaussians.render, GopModel.render
+
+        def watched(render):
+            def wrapper(model, *args, **kwargs):
+                self.model = model
+                return render(model, *args, **kwargs)
+
+            return wrapper
+
+        def counted(optimizer, loss, bar, stage):
+            step(optimizer, loss, bar, stage)
+            self.steps += 1
+            if self.steps % self.every == 0:
+                self._record(stage)
+
+        gop_fit._step, Gaussians.render, GopModel.render = counted, watched(gaussians_render), watched(model_render)
+
+    def begin(self, clip: torch.Tensor) -> None:
+        self.sources = clip.cpu().numpy()
+        self.steps, self.points, self.spent = 0, [], (0.0, 0.0)
+        self.began = time.perf_counter(), time.process_time()
+
+    @torch.no_grad()
+    def _record(self, stage: str) -> None:
+        from stgvcodec.metrics import to_uint8
+        from stgvcodec.model import Gaussians, frame_times
+
+        wall, cpu = time.perf_counter(), time.process_time()
+        count, height, width = self.sources.shape[:3]
+        if isinstance(self.model, Gaussians):
+            frames = [to_uint8(self.model.render(height, width))] * count
+        else:
+            device = next(self.model.parameters()).device
+            frames = to_uint8(self.model.render(torch.tensor(frame_times(count), device=device), height, width))
+        value = float(np.mean([psnr(f, s) for f, s in zip(frames, self.sources)]))
+        self.points.append(self._point(self.steps, stage, wall, cpu, value))
+        self.spent = (
+            self.spent[0] + time.perf_counter() - wall,
+            self.spent[1] + time.process_time() - cpu,
+        )
+
+    def _point(self, step: int, stage: str, wall: float, cpu: float, value: float) -> dict:
+        return {
+            "step": step, "stage": stage, "seconds": wall - self.began[0] - self.spent[0],
+            "cpu_seconds": cpu - self.began[1] - self.spent[1], "psnr": value,
+        }  # fmt: skip
+
+    def end(self, steps: int, wall: float, cpu: float, value: float) -> list[dict]:
+        """The points of the fit just finished, ending with the finished fit's PSNR and time."""
+        return [*self.points, {"step": steps, "stage": "done", "seconds": wall, "cpu_seconds": cpu, "psnr": value}]
+
+
+def _draw_curves(runs: list[dict], path: str) -> None:
+    """PSNR against CPU seconds, a panel per GoP, a line per variant (current and baseline)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    gops = sorted({run["gop"] for run in runs})
+    figure = Figure(figsize=(5.5 * len(gops), 4.0))
+    FigureCanvasAgg(figure)
+    for column, gop in enumerate(gops, start=1):
+        axes = figure.add_subplot(1, len(gops), column)
+        for run in (r for r in runs if r["gop"] == gop and r.get("curve")):
+            label = {"custom": "current", "baseline": f"baseline {run.get('ref', '')[:7]}"}.get(run["variant"], run["variant"])
+            points = run["curve"]
+            axes.plot([p["cpu_seconds"] for p in points], [p["psnr"] for p in points], label=label)
+        axes.set(title=f"GoP {gop}", xlabel="CPU seconds", ylabel="PSNR (dB)")
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 def _warm_up(device: torch.device) -> None:
@@ -247,6 +356,8 @@ def _baseline(args: argparse.Namespace) -> list[dict]:
         for name in ("crop", "scale"):
             if getattr(args, name):
                 command += [f"--{name}", _size(getattr(args, name))]
+        if args.curve:
+            command += ["--curve", str(args.curve)]
         for name in OVERRIDES[:-1]:
             if getattr(args, name) is not None:
                 command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]

@@ -30,8 +30,11 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(clip, tmp_path_factory):
-    """GoPs 1-3 warm-started as the encoder does, and fitted by HEAD's code in a second process."""
-    return _bench(clip, tmp_path_factory.mktemp("report") / "fit.json", "--qat-steps", "3", "--baseline-ref", "HEAD")
+    """GoPs 1-3 warm-started as the encoder does, and fitted by HEAD's code in a second process;
+    PSNR against time every 2 steps, drawn."""
+    folder = tmp_path_factory.mktemp("report")
+    options = ("--qat-steps", "3", "--baseline-ref", "HEAD", "--curve", "2", "--curve-png", str(folder / "curve.png"))
+    return {**_bench(clip, folder / "fit.json", *options), "png": folder / "curve.png"}
 
 
 def test_consecutive_gops_start_from_the_decoded_previous_gop(report, clip, tmp_path):
@@ -59,6 +62,20 @@ def test_baseline_revision_runs_in_the_same_report(report):
     assert first["psnr_gain"] == pytest.approx(current[0]["psnr"] - baseline[0]["psnr"])
     assert first["cpu_seconds_ratio"] == pytest.approx(current[0]["cpu_seconds"] / baseline[0]["cpu_seconds"])
     assert set(report["summary"]) >= {"custom", "baseline"}
+
+
+def test_curves_record_psnr_and_time_every_few_steps_for_both_revisions(report):
+    for run in report["runs"]:
+        curve = run["curve"]
+        assert [p["step"] for p in curve] == [*range(2, run["steps"] + 1, 2), run["steps"]]
+        assert [p["stage"] for p in curve[-2:]] == ["deform", "done"]
+        assert curve[-1]["psnr"] == run["psnr"] and curve[-1]["cpu_seconds"] == run["cpu_seconds"]
+        assert all(0 < p["psnr"] < 100 for p in curve)
+        times = [p["cpu_seconds"] for p in curve]
+        assert times == sorted(times) and times[0] > 0
+    first = [r for r in report["runs"] if r["gop"] == 1]
+    assert [r["curve"][29]["stage"] for r in first] == ["init", "init"]  # step 60 of 60 + 6
+    assert report["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_revision_is_one_line(clip, tmp_path):
