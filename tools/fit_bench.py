@@ -2,7 +2,8 @@
 Compares with another revision of the code in the same run, and runs the paper's ablations.
 
     python tools/fit_bench.py ../shared/data/bigbuckbunny_1280x720_132f.mp4 \
-        --crop 1280x640 --scale 320x160 --gops 1-3 --preset fast --baseline-ref 97f6593 --json fit.json
+        --crop 1280x640 --scale 320x160 --gops 1-3 --preset fast --baseline-ref 2be9ae5 --json fit.json \
+        --curve 100 --curve-png fit.png
 
 Per GoP: PSNR (mean over frames, 8-bit output against 8-bit source), MS-SSIM (None below
 161 px), the PSNR of the canonical Gaussians alone shown at every frame (`static_psnr`), steps,
@@ -319,7 +320,8 @@ def _draw_curves(runs: list[dict], path: str) -> None:
     for column, gop in enumerate(gops, start=1):
         axes = figure.add_subplot(1, len(gops), column)
         for run in (r for r in runs if r["gop"] == gop and r.get("curve")):
-            label = {"custom": "current", "baseline": f"baseline {run.get('ref', '')[:7]}"}.get(run["variant"], run["variant"])
+            names = {"custom": "current", "baseline": f"baseline {run.get('ref', '')[:7]}"}
+            label = names.get(run["variant"], run["variant"])
             points = run["curve"]
             axes.plot([p["cpu_seconds"] for p in points], [p["psnr"] for p in points], label=label)
         axes.set(title=f"GoP {gop}", xlabel="CPU seconds", ylabel="PSNR (dB)")

@@ -46,12 +46,15 @@ class Anchor:
         return cls(*(p.detach()[:rows].clone() for p in (gaussians.means, gaussians.cholesky, gaussians.colors)), strength)
 
     @torch.no_grad()
-    def pull(self, gaussians: Gaussians, lr: float) -> None:
-        """Moves rows 0..K-1 of `gaussians` toward the reference by strength x lr, stopping on it."""
+    def pull(self, gaussians: Gaussians, lr: float, cholesky_lr: float | None = None) -> None:
+        """Moves rows 0..K-1 of `gaussians` toward the reference by strength x lr, stopping on it;
+        the Cholesky factors by strength x `cholesky_lr` when they train at their own rate."""
         if self.strength <= 0 or not self.rows:
             return
-        step = self.strength * lr
-        for parameter, reference in zip((gaussians.means, gaussians.cholesky, gaussians.colors), self.references()):
+        rates = (lr, lr if cholesky_lr is None else cholesky_lr, lr)
+        parameters = (gaussians.means, gaussians.cholesky, gaussians.colors)
+        for parameter, reference, rate in zip(parameters, self.references(), rates):
+            step = self.strength * rate
             offset = parameter[: self.rows] - reference
             parameter[: self.rows] = reference + offset.sign() * (offset.abs() - step).clamp(min=0.0)
 

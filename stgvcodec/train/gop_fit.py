@@ -9,8 +9,9 @@
       stage 2: GopModel(canonical, DeformationField) --Adam, L2 on all frames--> fitted GoP model
 
 Frames are drawn from shuffled epochs, so every frame is seen equally often. Gaussians train at
-`lr_gaussians` in stage 1 and decay exponentially from it to `lr_gaussians_final` over stage 2;
-encodings and MLP decay from `lr_network` to `lr_network_final`.
+`lr_gaussians` in stage 1 and decay exponentially from it to `lr_gaussians_final` over stage 2,
+their Cholesky factors at `lr_cholesky_factor` times those rates; encodings and MLP decay from
+`lr_network` to `lr_network_final`.
 """
 
 from __future__ import annotations
@@ -111,13 +112,13 @@ def fit_gop(
     deform_steps = fit.warm_deform_steps if choice.warm and fit.warm_deform_steps is not None else fit.deform_steps
     bar = tqdm(total=init_steps + deform_steps, desc=label, unit="step", disable=quiet, leave=False)
 
-    optimizer = torch.optim.Adam(gaussians.parameters(), lr=fit.lr_gaussians)
+    optimizer = torch.optim.Adam(_gaussian_groups(gaussians, fit))
     for _ in range(init_steps):
         index = [0] if fit.init == "keyframe" else sampler.draw(per_step)
         loss = torch.mean((gaussians.render(height, width, backend)[None] - frames[index]) ** 2)
         _step(optimizer, loss, bar, "init")
         if anchor is not None:
-            anchor.pull(gaussians, optimizer.param_groups[0]["lr"])
+            anchor.pull(gaussians, optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"])
 
     with torch.no_grad():
         static = to_uint8(gaussians.render(height, width, backend))
@@ -126,19 +127,17 @@ def fit_gop(
 
     model = GopModel(gaussians, model_config).to(frames.device)
     optimizer = torch.optim.Adam(
-        [
-            {"params": gaussians.parameters(), "lr": fit.lr_gaussians},
-            {"params": model.deformation.parameters(), "lr": fit.lr_network},
-        ]
+        [*_gaussian_groups(gaussians, fit), {"params": model.deformation.parameters(), "lr": fit.lr_network}]
     )
-    decays = [(final / initial) ** (1.0 / max(deform_steps, 1)) for initial, final in (
-        (fit.lr_gaussians, fit.lr_gaussians_final), (fit.lr_network, fit.lr_network_final))]  # fmt: skip
+    gaussians_decay = (fit.lr_gaussians_final / fit.lr_gaussians) ** (1.0 / max(deform_steps, 1))
+    network_decay = (fit.lr_network_final / fit.lr_network) ** (1.0 / max(deform_steps, 1))
+    decays = (gaussians_decay, gaussians_decay, network_decay)
     for _ in range(deform_steps):
         index = sampler.draw(per_step)
         loss = torch.mean((model.render(times[index], height, width, backend) - frames[index]) ** 2)
         _step(optimizer, loss, bar, "deform")
         if anchor is not None:
-            anchor.pull(gaussians, optimizer.param_groups[0]["lr"])
+            anchor.pull(gaussians, optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"])
         for group, decay in zip(optimizer.param_groups, decays):
             group["lr"] *= decay
     bar.close()
@@ -159,6 +158,15 @@ def fit_gop(
         kept=choice.kept,
         anchor=anchor,
     )
+
+
+def _gaussian_groups(gaussians: Gaussians, fit: FitConfig) -> list[dict]:
+    """Adam parameter groups of the Gaussians: positions and colours at `lr_gaussians`, the
+    Cholesky factors (in pixels) at `lr_cholesky_factor` times it."""
+    return [
+        {"params": [gaussians.means, gaussians.colors], "lr": fit.lr_gaussians},
+        {"params": [gaussians.cholesky], "lr": fit.lr_gaussians * fit.lr_cholesky_factor},
+    ]
 
 
 def _step(optimizer: torch.optim.Optimizer, loss: Tensor, bar: tqdm, stage: str) -> None:

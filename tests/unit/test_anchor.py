@@ -27,6 +27,17 @@ def test_pull_stops_exactly_on_the_reference_and_leaves_new_rows_alone():
     assert anchor.unchanged(gaussians).tolist() == [True, True, True, False]
 
 
+def test_cholesky_factors_are_pulled_at_their_own_rate():
+    gaussians = _gaussians()
+    anchor = Anchor.of(gaussians, 6, strength=1.0)
+    with torch.no_grad():
+        gaussians.means += 0.5
+        gaussians.cholesky += 0.5
+    anchor.pull(gaussians, lr=0.01, cholesky_lr=0.1)
+    assert torch.allclose(gaussians.means - anchor.means, torch.full((6, 2), 0.49))
+    assert torch.allclose(gaussians.cholesky - anchor.cholesky, torch.full((6, 3), 0.4))
+
+
 def test_no_strength_no_pull():
     gaussians = _gaussians()
     anchor = Anchor.of(gaussians, 6, strength=0.0)

@@ -43,6 +43,22 @@ def test_multiframe_initialisation_and_single_frame_gop(clip):
     assert len(result.frame_psnr) == 5
 
 
+def test_cholesky_factor_scales_the_cholesky_steps_alone(clip):
+    """One stage-1 Adam step moves each value by about its learning rate: the Cholesky factors by
+    lr_cholesky_factor times what positions and colours move."""
+    start = fit_gop(clip, ModelConfig(width=8), FitConfig(init_steps=0, deform_steps=0, gaussians=40), quiet=True)
+    moved = {}
+    for factor in (1.0, 10.0):
+        fit = FitConfig(init_steps=1, deform_steps=0, gaussians=40, lr_cholesky_factor=factor)
+        model = fit_gop(clip, ModelConfig(width=8), fit, quiet=True).model.gaussians
+        moved[factor] = [(getattr(model, name) - getattr(start.model.gaussians, name)).abs()
+                         for name in ("means", "cholesky", "colors")]  # fmt: skip
+    assert torch.equal(moved[1.0][0], moved[10.0][0]) and torch.equal(moved[1.0][2], moved[10.0][2])
+    stepped = moved[1.0][1] > 0.5 * fit.lr_gaussians  # values with a gradient: Adam's first step is ~lr
+    assert stepped.sum() > 20
+    assert torch.allclose(moved[10.0][1][stepped], 10.0 * moved[1.0][1][stepped], rtol=1e-3)
+
+
 def test_presets_scale_gaussians_with_resolution():
     fast = preset("fast")
     assert fast.count(640, 1280) == 4 * fast.count(320, 640)
