@@ -134,8 +134,9 @@ def main() -> None:
     baseline = _baseline(args) if args.baseline_ref else []
     _warm_up(device)
     runs = []
+    curve = _Curve(args.curve) if args.curve else None
     for name, variant in variants.items():
-        runs += _fit_gops(frames, gops[first - 1 : last], first, name, variant, fit, args, device)
+        runs += _fit_gops(frames, gops[first - 1 : last], first, name, variant, fit, args, device, curve)
 
     summary = {}
     for name in [*variants, *(["baseline"] if baseline else [])]:
@@ -178,12 +179,12 @@ def _settings(items: list[str], fit: FitConfig) -> dict:
     return settings
 
 
-def _fit_gops(frames, gops, first_number, name, variant, fit, args, device) -> list[dict]:
-    """Fits consecutive GoPs, each starting from the previous one's Gaussians as --warm says."""
+def _fit_gops(frames, gops, first_number, name, variant, fit, args, device, curve) -> list[dict]:
+    """Fits consecutive GoPs, each starting from the previous one's Gaussians as --warm says;
+    `curve` (a _Curve or None) records each fit's progress."""
     runs, start = [], None
     model_config = ModelConfig(encoding=variant["encoding"])
     fit = dataclasses.replace(fit, init=variant["init"])
-    curve = _Curve(args.curve) if args.curve else None
     for number, (first, count) in enumerate(gops, start=first_number):
         clip = torch.from_numpy(np.stack(frames[first : first + count])).to(device)
         options = {"start": start} if args.warm != "off" else {}
@@ -250,7 +251,8 @@ class _Curve:
     """--curve: wraps gop_fit._step, which every optimizer step of a fit calls, and the render
     methods, which tell the model being trained (Gaussians in stage 1, GopModel in stage 2); every
     `every` steps it renders the GoP and records its PSNR and the time so far, minus the time that
-    such evaluations took (`spent`, wall and CPU seconds)."""
+    such evaluations took (`spent`, wall and CPU seconds). Made once per process: a second one
+    would wrap the wrappers."""
 
     def __init__(self, every: int):
         from stgvcodec.model import Gaussians, GopModel
