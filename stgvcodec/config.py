@@ -132,28 +132,21 @@ class FitConfig:
         return self.gaussians if self.gaussians is not None else max(1, round(self.density * height * width))
 
 
+_FAST = FitConfig(
+    init_steps=500,
+    deform_steps=3_000,
+    warm_deform_steps=2_500,
+    layout="gradients",
+    colour_solve=16,
+    lr_cholesky_factor=40.0,
+    lr_network=1e-3,
+    lr_network_final=1e-4,
+)
+
 PRESETS: dict[str, FitConfig] = {
     "paper": FitConfig(),
-    "medium": FitConfig(
-        init_steps=1_000,
-        deform_steps=10_000,
-        warm_deform_steps=8_000,
-        layout="gradients",
-        colour_solve=16,
-        lr_cholesky_factor=40.0,
-        lr_network=1e-3,
-        lr_network_final=1e-4,
-    ),
-    "fast": FitConfig(
-        init_steps=500,
-        deform_steps=3_000,
-        warm_deform_steps=2_500,
-        layout="gradients",
-        colour_solve=16,
-        lr_cholesky_factor=40.0,
-        lr_network=1e-3,
-        lr_network_final=1e-4,
-    ),
+    "medium": replace(_FAST, init_steps=1_000, deform_steps=10_000, warm_deform_steps=8_000),
+    "fast": _FAST,
 }
 """Named fits, all at the paper's density (1,250 Gaussians at 320x160), with the Gaussians'
 learning-rate decay and warm starts across GoPs. `paper` is the paper's schedule and learning
